@@ -1,0 +1,176 @@
+"""Settings: defaults < `config.toml` in the data directory < environment variables < explicit arguments.
+
+Every setting has a `PHOTOINDEX_*` environment variable. The seed deployment's names are accepted as
+aliases where they mean the same thing (`ML_INFERENCE_BATCH_SIZE`, `QDRANT_*`). The config file is
+`$PHOTOINDEX_HOME/config.toml` unless `PHOTOINDEX_CONFIG` names another one; its keys are the field
+names below (`model = "ViT-B-32__openai"`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from platformdirs import user_data_dir
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_MODEL = "ViT-B-16-SigLIP2__webli"
+
+
+def _env(*names: str) -> AliasChoices:
+    """Accept the field name (config file, kwargs) and each of the given environment names."""
+    return AliasChoices(*names)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("PHOTOINDEX_HOME") or user_data_dir("photoindex", appauthor=False))
+
+
+def config_file_path() -> Path:
+    explicit = os.environ.get("PHOTOINDEX_CONFIG")
+    return Path(explicit) if explicit else default_home() / "config.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PHOTOINDEX_",
+        populate_by_name=True,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # where things live
+    home: Path = Field(default_factory=default_home, description="Data directory (catalog, thumbnails, models).")
+    catalog_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the catalog; default SQLite in the data directory. "
+        "PostgreSQL: postgresql+psycopg://user:pass@host/db",
+    )
+    models_path: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Extra folders searched for models before the model cache (os.pathsep-separated).",
+    )
+
+    # models
+    model: str = Field(default=DEFAULT_MODEL, description="Image-text embedding model used for search.")
+    batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        validation_alias=_env("batch_size", "PHOTOINDEX_BATCH_SIZE", "ML_INFERENCE_BATCH_SIZE"),
+        description="Images per inference batch.",
+    )
+    intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads per session (0 = auto).")
+
+    # ingest
+    workers: int = Field(default=0, ge=0, description="Processes that hash and decode (0 = one per core).")
+    thumbnail_sizes: tuple[int, ...] = (256, 1024)
+    thumbnail_quality: int = Field(default=82, ge=30, le=100)
+    max_image_pixels: int = Field(
+        default=256_000_000, ge=1_000_000, description="Larger images are refused (decompression bombs)."
+    )
+    max_file_bytes: int = Field(default=2 * 1024**3, ge=1024, description="Larger files are refused.")
+    raw_preview_min_size: int = Field(
+        default=1024, ge=64, description="Use a RAW file's embedded preview when its long side is at least this."
+    )
+    archive_dir_name: str = Field(default="photoindex-archive", description="Archive folder; never ingested.")
+    exclude_dirs: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["@eaDir", "node_modules", "#recycle", "$RECYCLE.BIN", "System Volume Information",
+                                 "lost+found", "__pycache__"],
+        description="Folder names never entered (hidden folders are skipped too).",
+    )
+    follow_symlinks: bool = True
+    commit_batch_size: int = Field(default=256, ge=1)
+
+    # vector index
+    vector_backend: Literal["exact", "qdrant"] = "exact"
+    qdrant_url: str | None = Field(default=None, description="Qdrant server URL; ':memory:' for a test double.")
+    qdrant_host: str | None = Field(default=None, validation_alias=_env("qdrant_host", "PHOTOINDEX_QDRANT_HOST", "QDRANT_HOST"))
+    qdrant_port: int = Field(default=6333, validation_alias=_env("qdrant_port", "PHOTOINDEX_QDRANT_PORT", "QDRANT_PORT"))
+    qdrant_api_key: str | None = None
+    qdrant_vector_size: int | None = Field(
+        default=None,
+        validation_alias=_env("qdrant_vector_size", "PHOTOINDEX_QDRANT_VECTOR_SIZE", "QDRANT_VECTOR_SIZE"),
+        description="Expected embedding size; checked against the model when set.",
+    )
+    qdrant_distance: Literal["Cosine", "Dot", "Euclid"] = Field(
+        default="Cosine",
+        validation_alias=_env("qdrant_distance", "PHOTOINDEX_QDRANT_DISTANCE", "QDRANT_DISTANCE_METRIC"),
+    )
+    qdrant_upsert_batch_size: int = Field(
+        default=256,
+        ge=1,
+        validation_alias=_env(
+            "qdrant_upsert_batch_size", "PHOTOINDEX_QDRANT_UPSERT_BATCH_SIZE", "QDRANT_UPSERT_BATCH_SIZE"
+        ),
+    )
+
+    @field_validator("models_path", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p for p in value.split(os.pathsep) if p]
+        return value
+
+    @field_validator("exclude_dirs", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("qdrant_distance", mode="before")
+    @classmethod
+    def _distance_case(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid", "euclidean": "Euclid"}.get(
+                value.lower(), value
+            )
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file_path())
+        return (init_settings, env_settings, toml)
+
+    # derived locations -------------------------------------------------------------------------
+    @property
+    def resolved_catalog_url(self) -> str:
+        return self.catalog_url or f"sqlite:///{(self.home / 'catalog.db').as_posix()}"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.home / "thumbnails"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.home / "models"
+
+    @cached_property
+    def prepare_workers(self) -> int:
+        return self.workers or max(1, os.cpu_count() or 1)
+
+    def ensure_home(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and config file; keyword arguments win over both."""
+    return Settings(**overrides)

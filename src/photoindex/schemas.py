@@ -1,0 +1,136 @@
+"""Pydantic models that cross layer boundaries (media → store → services → faces)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from photoindex.errors import ErrorCode
+
+
+class ExifInfo(BaseModel):
+    """The EXIF fields photoindex understands; `taken_at` carries a UTC offset when the file states one."""
+
+    taken_at: datetime | None = None
+    make: str | None = None
+    model: str | None = None
+    lens: str | None = None
+    exposure_time: float | None = Field(default=None, description="seconds")
+    f_number: float | None = None
+    iso: int | None = None
+    focal_length: float | None = Field(default=None, description="millimetres")
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    gps_alt: float | None = None
+    orientation: int | None = None
+    raw: dict[str, Any] = Field(default_factory=dict, description="Other tags, JSON-safe, keyed by tag name.")
+
+    @property
+    def camera(self) -> str | None:
+        """'Make Model' without the make repeated when the model already starts with it."""
+        make, model = (self.make or "").strip(), (self.model or "").strip()
+        if model.lower().startswith(make.lower()):
+            make = ""
+        label = f"{make} {model}".strip()
+        return label or None
+
+
+class FileError(BaseModel):
+    """One file that could not be ingested, and why."""
+
+    path: str
+    code: ErrorCode
+    message: str
+
+
+class CollectionInfo(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    created_at: datetime
+    vector_size: int | None = None
+    distance: str = "Cosine"
+    model: str | None = None
+    active: bool = False
+    asset_count: int = 0
+
+
+class FileInfo(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    missing: bool = False
+
+
+class AssetInfo(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    collection_id: int
+    sha256: str
+    sha1: str
+    bytes: int
+    mime: str
+    width: int
+    height: int
+    taken_at: datetime | None = None
+    camera: str | None = None
+    lens: str | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    exif: dict[str, Any] = Field(default_factory=dict)
+    status: str = "active"
+    files: list[FileInfo] = Field(default_factory=list)
+    embedded_models: list[str] = Field(default_factory=list)
+
+
+class SearchFilters(BaseModel):
+    """Restrictions applied before ranking. `path_prefix` is a folder: only files below it match."""
+
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    camera: str | None = Field(default=None, description="case-insensitive substring of 'Make Model'")
+    path_prefix: str | None = None
+
+    def is_empty(self) -> bool:
+        return not any((self.date_from, self.date_to, self.camera, self.path_prefix))
+
+
+class SearchHit(BaseModel):
+    asset_id: int
+    score: float
+    path: str | None
+    taken_at: datetime | None = None
+    camera: str | None = None
+    sha256: str
+    width: int
+    height: int
+
+
+class IngestReport(BaseModel):
+    """What one ingest run did; the CLI prints it and `--json` emits it verbatim."""
+
+    job_id: int | None = None
+    collection: str
+    roots: list[str]
+    model: str | None = None
+    files_seen: int = 0
+    processed: int = Field(default=0, description="new assets decoded and catalogued")
+    skipped_unchanged: int = Field(default=0, description="same path, size and mtime: not read at all")
+    exact_duplicates: int = Field(default=0, description="new paths whose content was already known")
+    moved: int = Field(default=0, description="files recognised by hash at a new path")
+    missing: int = Field(default=0, description="files under the roots that are gone from disk")
+    failed: int = 0
+    embedded: int = 0
+    embeddings_reused: int = Field(default=0, description="vectors copied from the same content elsewhere")
+    embeddings_pending: int = 0
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+    notices: list[str] = Field(default_factory=list)
+    errors: list[FileError] = Field(default_factory=list)
