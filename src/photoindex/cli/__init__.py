@@ -1,0 +1,1 @@
+"""The `photoindex` command line (Typer + Rich)."""

@@ -1,0 +1,1 @@
+"""Search: text → image, image → image, with filters."""

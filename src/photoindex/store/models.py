@@ -1,0 +1,145 @@
+"""Catalog tables (SQLAlchemy 2 declarative). Alembic migrations under `migrations/` create them.
+
+Content addressing: an `Asset` is unique content (SHA-256) within a collection; a `File` is a path
+where that content lives. Per-model outputs hang off the asset and carry the model name and revision.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+PathText = Text().with_variant(Text(collation="C"), "postgresql")
+
+# BigInteger primary keys autoincrement on PostgreSQL; SQLite only treats INTEGER as rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Setting(Base):
+    """Small key/value state shared by every process (e.g. the active collection)."""
+
+    __tablename__ = "setting"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Collection(Base):
+    __tablename__ = "collection"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    vector_size: Mapped[int | None] = mapped_column(Integer)
+    distance: Mapped[str] = mapped_column(String(16), default="Cosine")
+    model: Mapped[str | None] = mapped_column(String(128))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Asset(Base):
+    __tablename__ = "asset"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "sha256", name="uq_asset_collection_sha256"),
+        Index("ix_asset_collection_taken", "collection_id", "taken_at"),
+        Index("ix_asset_sha256", "sha256"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    sha1: Mapped[str] = mapped_column(String(40))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    mime: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    # Wall-clock time as the camera recorded it; the UTC offset separately when the file states one.
+    # Date filters compare wall-clock times, which is what "photos from July" means to a person.
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime)
+    tz_offset_min: Mapped[int | None] = mapped_column(Integer)
+    camera: Mapped[str | None] = mapped_column(String(255))
+    lens: Mapped[str | None] = mapped_column(String(255))
+    gps_lat: Mapped[float | None] = mapped_column(Float)
+    gps_lon: Mapped[float | None] = mapped_column(Float)
+    gps_alt: Mapped[float | None] = mapped_column(Float)
+    exif: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    phash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    files: Mapped[list[File]] = relationship(back_populates="asset", passive_deletes=True)
+
+
+class File(Base):
+    __tablename__ = "file"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "path", name="uq_file_collection_path"),
+        Index("ix_file_asset", "asset_id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"))
+    # Absolute, normalized POSIX path. Byte-order collation on PostgreSQL so that folder-prefix range
+    # queries (path >= 'dir/' AND path < 'dir0') use the index and mean what they say.
+    path: Mapped[str] = mapped_column(PathText)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    missing: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    asset: Mapped[Asset] = relationship(back_populates="files")
+
+
+class Embedding(Base):
+    """One vector per (asset, model). Replaced rows get a new id, so `id` doubles as a change counter
+    that in-memory indexes use to refresh incrementally."""
+
+    __tablename__ = "embedding"
+    __table_args__ = (
+        UniqueConstraint("asset_id", "model", name="uq_embedding_asset_model"),
+        Index("ix_embedding_space", "collection_id", "model", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"))
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(128))
+    revision: Mapped[str] = mapped_column(String(64))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian, L2-normalized
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Job(Base):
+    """What a person asked for (an ingest run, later reprocessing, duplicate search...) and its report."""
+
+    __tablename__ = "job"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    collection_id: Mapped[int | None] = mapped_column(ForeignKey("collection.id", ondelete="SET NULL"))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)

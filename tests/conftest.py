@@ -1,0 +1,84 @@
+"""Shared fixtures: isolated data directories, catalogs on SQLite and PostgreSQL, the tiny model.
+
+PostgreSQL: tests use PHOTOINDEX_TEST_PG_URL when set (`.ci/run` starts a server and sets it);
+otherwise they start a throwaway server with Debian's binaries via `.ci/postgres.sh` when those
+exist, and skip the PostgreSQL variants when they don't — except under CI, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from photoindex.store.catalog import Catalog
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads the developer's own settings or data directory."""
+    for key in list(os.environ):
+        if key.startswith(("PHOTOINDEX_", "QDRANT_")) and not key.startswith("PHOTOINDEX_TEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.delenv("ML_INFERENCE_BATCH_SIZE", raising=False)
+    monkeypatch.setenv("PHOTOINDEX_HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str | None:
+    url = os.environ.get("PHOTOINDEX_TEST_PG_URL")
+    if not url and list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        out = subprocess.run(["bash", str(REPO / ".ci" / "postgres.sh")], capture_output=True, text=True)
+        if out.returncode == 0 and "PHOTOINDEX_TEST_PG_URL=" in out.stdout:
+            url = out.stdout.strip().split("PHOTOINDEX_TEST_PG_URL=", 1)[1]
+    if not url and os.environ.get("CI"):
+        pytest.fail("PostgreSQL tests need PHOTOINDEX_TEST_PG_URL under CI (.ci/run starts the server)")
+    return url
+
+
+def fresh_pg_database(base_url: str) -> tuple[str, callable]:
+    """Create an empty database next to `base_url`; returns its URL and a function that drops it."""
+    import psycopg
+
+    url = make_url(base_url)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str | None) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+        return
+    if not pg_url:
+        pytest.skip("no PostgreSQL server (set PHOTOINDEX_TEST_PG_URL or install Debian's postgresql)")
+    url, drop = fresh_pg_database(pg_url)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture
+def catalog(catalog_url: str) -> Iterator[Catalog]:
+    cat = Catalog.open(catalog_url)
+    try:
+        yield cat
+    finally:
+        cat.close()
