@@ -76,7 +76,7 @@ def _invalid(path: Path, what: str, exc: BaseException | None = None) -> ModelEr
     return ModelError(
         message,
         code=ErrorCode.MODEL_INVALID,
-        hint=f"download it again with `photoindex models pull {model_dir.name}` (or replace the folder {model_dir})",
+        hint=f"download it again with `photoindex models pull {model_dir.name}` (or replace {model_dir})",
         details={"file": str(path)},
     )
 
@@ -184,12 +184,17 @@ class ImageTextEmbedder:
             preprocess = Preprocess.from_cfg(_read_json(pre_path))
         except ValueError as exc:
             raise _invalid(pre_path, "is not a valid preprocessing config", exc) from exc
-        vision_size = (config.get("vision_cfg") or {}).get("image_size") if isinstance(config.get("vision_cfg"), dict) else None
+        vision_cfg = config.get("vision_cfg")
+        vision_size = vision_cfg.get("image_size") if isinstance(vision_cfg, dict) else None
         if isinstance(vision_size, list | tuple) and vision_size:
             vision_size = vision_size[0]
         if isinstance(vision_size, int) and vision_size != preprocess.size:
-            log.warning("%s: vision_cfg.image_size %s differs from preprocess size %s; using the latter",
-                        path, vision_size, preprocess.size)
+            log.warning(
+                "%s: vision_cfg.image_size %s differs from preprocess size %s; using the latter",
+                path,
+                vision_size,
+                preprocess.size,
+            )
 
         embedder = cls(
             path,
@@ -233,8 +238,11 @@ class ImageTextEmbedder:
         if self._visual is None:
             with self._lock:
                 if self._visual is None:
-                    session = OrtSession(self.path / VISUAL_MODEL, providers=self.providers,
-                                         intra_op_threads=self.intra_op_threads)
+                    session = OrtSession(
+                        self.path / VISUAL_MODEL,
+                        providers=self.providers,
+                        intra_op_threads=self.intra_op_threads,
+                    )
                     self._check_visual(session)
                     self._visual = session
         return self._visual
@@ -244,8 +252,11 @@ class ImageTextEmbedder:
         if self._textual is None:
             with self._lock:
                 if self._textual is None:
-                    session = OrtSession(self.path / TEXTUAL_MODEL, providers=self.providers,
-                                         intra_op_threads=self.intra_op_threads)
+                    session = OrtSession(
+                        self.path / TEXTUAL_MODEL,
+                        providers=self.providers,
+                        intra_op_threads=self.intra_op_threads,
+                    )
                     self._check_textual(session)
                     self._textual = session
         return self._textual
@@ -268,7 +279,9 @@ class ImageTextEmbedder:
             raise _invalid(file, "cannot be read by the tokenizers library", exc) from exc
         pad_id = tokenizer.token_to_id(self._pad_token)
         if pad_id is None:
-            raise _invalid(self.path / TOKENIZER_CONFIG, f"names pad_token {self._pad_token!r}, which {TOKENIZER} lacks")
+            raise _invalid(
+                self.path / TOKENIZER_CONFIG, f"names pad_token {self._pad_token!r}, which {TOKENIZER} lacks"
+            )
         tokenizer.enable_padding(length=self.context_length, pad_id=pad_id, pad_token=self._pad_token)
         tokenizer.enable_truncation(max_length=self.context_length)
         return tokenizer
@@ -279,7 +292,9 @@ class ImageTextEmbedder:
             raise _invalid(file, f"should take one image input, takes {session.input_names}")
         shape = session.inputs[0].shape
         size = self.preprocess.size
-        if len(shape) != 4 or any(isinstance(d, int) and d != want for d, want in zip(shape[1:], (3, size, size), strict=True)):
+        if len(shape) != 4 or any(
+            isinstance(d, int) and d != want for d, want in zip(shape[1:], (3, size, size), strict=True)
+        ):
             raise _invalid(file, f"takes input of shape {list(shape)}, expected [N, 3, {size}, {size}]")
         self._check_output(session, file)
 
@@ -313,15 +328,19 @@ class ImageTextEmbedder:
         step = fixed or self.batch_size
         out = np.empty((n, self.dim), dtype=np.float32)
         for start in range(0, n, step):
-            chunk = {k: v[start:start + step] for k, v in feeds.items()}
+            chunk = {k: v[start : start + step] for k, v in feeds.items()}
             m = next(iter(chunk.values())).shape[0]
             if fixed and m < fixed:  # pad the last chunk up to the graph's batch size
-                chunk = {k: np.concatenate([v, np.repeat(v[-1:], fixed - m, axis=0)]) for k, v in chunk.items()}
+                chunk = {
+                    k: np.concatenate([v, np.repeat(v[-1:], fixed - m, axis=0)]) for k, v in chunk.items()
+                }
             result = np.asarray(session.run(chunk)[0])
             result = result.reshape(result.shape[0], -1)[:m]
             if result.shape[1] != self.dim:
-                raise _invalid(file, f"outputs {result.shape[1]}-d vectors but config.json says embed_dim {self.dim}")
-            out[start:start + m] = result
+                raise _invalid(
+                    file, f"outputs {result.shape[1]}-d vectors but config.json says embed_dim {self.dim}"
+                )
+            out[start : start + m] = result
         return l2_normalize(out)
 
     def embed_images(self, pixels: np.ndarray) -> np.ndarray:
@@ -331,7 +350,9 @@ class ImageTextEmbedder:
             pixels = pixels[None]
         size = self.preprocess.size
         if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
-            raise ValueError(f"expected pixels of shape (N, {size}, {size}, 3) from fit_image, got {pixels.shape}")
+            raise ValueError(
+                f"expected pixels of shape (N, {size}, {size}, 3) from fit_image, got {pixels.shape}"
+            )
         if pixels.shape[0] == 0:
             return np.empty((0, self.dim), dtype=np.float32)
         session = self.visual
@@ -341,8 +362,10 @@ class ImageTextEmbedder:
         out = np.empty((n, self.dim), dtype=np.float32)
         # normalise chunk by chunk so memory stays bounded by the batch size
         for start in range(0, n, step):
-            tensor = to_input_tensor(pixels[start:start + step], self.preprocess)
-            out[start:start + tensor.shape[0]] = self._run_chunks(session, {name: tensor}, self.path / VISUAL_MODEL)
+            tensor = to_input_tensor(pixels[start : start + step], self.preprocess)
+            out[start : start + tensor.shape[0]] = self._run_chunks(
+                session, {name: tensor}, self.path / VISUAL_MODEL
+            )
         return out
 
     def embed_pil(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -379,7 +402,7 @@ class ImageTextEmbedder:
         return self._run_chunks(session, feeds, self.path / TEXTUAL_MODEL)
 
     def __repr__(self) -> str:
-        return f"ImageTextEmbedder({self.model_id}, dim={self.dim}, size={self.preprocess.size}, path={self.path})"
+        return f"ImageTextEmbedder({self.model_id}, dim={self.dim}, size={self.preprocess.size}, {self.path})"
 
 
 def load_embedder(settings: Settings, name: str | None = None, **kwargs: Any) -> ImageTextEmbedder:

@@ -50,11 +50,15 @@ def fit_image(img: Image.Image, pre: Preprocess, *, exact: bool = False) -> np.n
     gap = None if exact else REDUCING_GAP
 
     if pre.resize_mode == "squash" or (width == height and pre.resize_mode == "shortest"):
-        out = img if (width, height) == (size, size) else img.resize((size, size), pre.resample, reducing_gap=gap)
+        out = (
+            img
+            if (width, height) == (size, size)
+            else img.resize((size, size), pre.resample, reducing_gap=gap)
+        )
     elif pre.resize_mode == "shortest":
         new_w, new_h = _resized_shortest(width, height, size)
-        left = int(round((new_w - size) / 2.0))
-        top = int(round((new_h - size) / 2.0))
+        left = round((new_w - size) / 2.0)
+        top = round((new_h - size) / 2.0)
         sx, sy = width / new_w, height / new_h
         # resampling just the crop window with the full image's scale gives the same pixels as
         # resizing the whole image and cropping afterwards

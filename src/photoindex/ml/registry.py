@@ -17,6 +17,7 @@ else a short hash of the model's files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -47,7 +48,15 @@ TEXTUAL_MODEL = "textual/model.onnx"
 TOKENIZER = "textual/tokenizer.json"
 TOKENIZER_CONFIG = "textual/tokenizer_config.json"
 SPECIAL_TOKENS = "textual/special_tokens_map.json"
-LAYOUT_FILES = (CONFIG, VISUAL_MODEL, VISUAL_PREPROCESS, TEXTUAL_MODEL, TOKENIZER, TOKENIZER_CONFIG, SPECIAL_TOKENS)
+LAYOUT_FILES = (
+    CONFIG,
+    VISUAL_MODEL,
+    VISUAL_PREPROCESS,
+    TEXTUAL_MODEL,
+    TOKENIZER,
+    TOKENIZER_CONFIG,
+    SPECIAL_TOKENS,
+)
 #: what a folder needs to be loadable (special_tokens_map.json is only a fallback for the pad token)
 REQUIRED_FILES = tuple(f for f in LAYOUT_FILES if f != SPECIAL_TOKENS)
 
@@ -98,7 +107,11 @@ def _revision_files(path: Path) -> list[Path]:
         folder = path / sub
         if folder.is_dir():
             # external-data files next to the graphs (model.onnx_data, model.onnx.data)
-            files.extend(sorted(p for p in folder.iterdir() if p.name.startswith("model.onnx") and p.name != "model.onnx"))
+            files.extend(
+                sorted(
+                    p for p in folder.iterdir() if p.name.startswith("model.onnx") and p.name != "model.onnx"
+                )
+            )
     return [f for f in files if f.is_file()]
 
 
@@ -117,7 +130,9 @@ def model_revision(path: Path) -> str:
         raise ModelError(
             f"{path} holds no model files", code=ErrorCode.MODEL_INVALID, details={"path": str(path)}
         )
-    stats = tuple((f.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()])
+    stats = tuple(
+        (f.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()]
+    )
     key = (str(path.resolve()), stats)
     with _revision_lock:
         cached = _revision_cache.get(key)
@@ -141,10 +156,8 @@ def _folder_size(path: Path) -> int:
     for root, dirs, files in os.walk(path):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += (Path(root) / name).stat().st_size
-            except OSError:
-                pass
     return total
 
 
@@ -169,12 +182,17 @@ class ModelRegistry:
         repo: str | None = None
         if "/" in name:
             owner, _, local = name.partition("/")
-            if not owner or not local or "/" in local:
-                raise ModelError(f"{name!r} is neither a model name nor a Hugging Face repo (owner/name)",
-                                 code=ErrorCode.UNKNOWN_MODEL, hint=_known_hint())
+            if not _NAME.match(owner) or not local or "/" in local:
+                raise ModelError(
+                    f"{name!r} is neither a model name nor a Hugging Face repo (owner/name)",
+                    code=ErrorCode.UNKNOWN_MODEL,
+                    hint=_known_hint(),
+                )
             repo, name = f"{owner}/{local}", local
         if not _NAME.match(name) or name in (".", ".."):
-            raise ModelError(f"{name!r} is not a valid model name", code=ErrorCode.UNKNOWN_MODEL, hint=_known_hint())
+            raise ModelError(
+                f"{name!r} is not a valid model name", code=ErrorCode.UNKNOWN_MODEL, hint=_known_hint()
+            )
         return name, repo
 
     # finding ---------------------------------------------------------------------------------------
@@ -253,14 +271,18 @@ class ModelRegistry:
         if repo is None and local not in KNOWN_MODELS:
             pull_name = f"OWNER/{local}"
             hint = (
-                f"{local!r} is not a model photoindex knows; run `photoindex models pull OWNER/{local}` with the "
-                f"Hugging Face repo that holds it, or put an exported model folder named {local} in a folder "
-                f"listed in {MODELS_PATH_ENV}"
+                f"{local!r} is not a model photoindex knows; run `photoindex models pull OWNER/{local}` "
+                f"with the Hugging Face repo that holds it, or put an exported model folder named {local} "
+                f"in a folder listed in {MODELS_PATH_ENV}"
             )
         else:
             hint = pull_hint(pull_name)
-        raise ModelError(message, code=ErrorCode.MODEL_NOT_FOUND, hint=hint,
-                         details={"model": local, "searched": searched, "command": f"photoindex models pull {pull_name}"})
+        raise ModelError(
+            message,
+            code=ErrorCode.MODEL_NOT_FOUND,
+            hint=hint,
+            details={"model": local, "searched": searched, "command": f"photoindex models pull {pull_name}"},
+        )
 
     # downloading -----------------------------------------------------------------------------------
     def pull(self, name: str, *, revision: str | None = None, progress: bool = True) -> Path:
@@ -292,8 +314,12 @@ class ModelRegistry:
             raise _download_error(repo, local, where, exc) from exc
         commit = info.sha or wanted
         if not commit:
-            raise ModelError(f"{where} gave no commit for {repo}", code=ErrorCode.MODEL_DOWNLOAD_FAILED,
-                             hint=_offline_hint(local), details={"repo": repo})
+            raise ModelError(
+                f"{where} gave no commit for {repo}",
+                code=ErrorCode.MODEL_DOWNLOAD_FAILED,
+                hint=_offline_hint(local),
+                details={"repo": repo},
+            )
 
         final = self.cache_dir / local
         if is_model_dir(final) and (final / REVISION_FILE).is_file() and model_revision(final) == commit:
@@ -316,17 +342,50 @@ class ModelRegistry:
         except Exception as exc:
             raise _download_error(repo, local, where, exc) from exc
 
-        missing = _missing_layout_files(staging)
+        try:
+            final = self.install(staging, local, revision=commit, move=True)
+        except ModelError as exc:
+            if exc.code != ErrorCode.MODEL_INVALID:
+                raise
+            raise ModelError(
+                f"{repo} at {commit[:12]} is not a CLIP export in the expected layout: {exc.message}",
+                code=ErrorCode.MODEL_DOWNLOAD_FAILED,
+                hint="pick a repo laid out like immich-app/ViT-B-16-SigLIP2__webli "
+                "(config.json, visual/, textual/)",
+                details={"repo": repo, **exc.details},
+            ) from exc
+        log.info("pulled %s@%s into %s", repo, commit, final)
+        return final
+
+    def install(
+        self, source: Path, name: str | None = None, *, revision: str | None = None, move: bool = False
+    ) -> Path:
+        """Put a model folder (downloaded elsewhere, or by `pull`) into the model cache as NAME.
+
+        The folder is checked for the layout first (`ModelError(MODEL_INVALID)` listing what is missing),
+        copied (or moved) into a staging folder next to the cache entry, given a `REVISION` file when
+        `revision` is set, and only then swapped into place: a reader never sees half a model.
+        """
+        source = Path(source)
+        local, _ = self.split_name(name or source.name)
+        missing = _missing_layout_files(source)
         if missing:
             raise ModelError(
-                f"{repo} at {commit[:12]} is not a CLIP export in the expected layout: missing {', '.join(missing)}",
-                code=ErrorCode.MODEL_DOWNLOAD_FAILED,
-                hint="pick a repo laid out like immich-app/ViT-B-16-SigLIP2__webli (config.json, visual/, textual/)",
-                details={"repo": repo, "missing": missing},
+                f"{source} is not a model folder: missing {', '.join(missing)}",
+                code=ErrorCode.MODEL_INVALID,
+                details={"path": str(source), "missing": missing},
             )
-        (staging / REVISION_FILE).write_text(commit + "\n", encoding="utf-8")
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        final = self.cache_dir / local
+        staging = self.cache_dir / f".{local}.installing-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        if move:
+            source.rename(staging)
+        else:
+            shutil.copytree(source, staging, ignore=shutil.ignore_patterns(".cache"))
+        if revision:  # else a folder keeps the REVISION it has (if any) and is hashed otherwise
+            (staging / REVISION_FILE).write_text(revision.strip() + "\n", encoding="utf-8")
         _swap_into_place(staging, final)
-        log.info("pulled %s@%s into %s", repo, commit, final)
         return final
 
 
@@ -350,7 +409,8 @@ def _swap_into_place(staging: Path, final: Path) -> None:
 
 def _known_hint() -> str:
     return (
-        "known models: " + ", ".join(KNOWN_MODELS)
+        "known models: "
+        + ", ".join(KNOWN_MODELS)
         + "; any Hugging Face repo in the same layout can be pulled as OWNER/NAME"
     )
 

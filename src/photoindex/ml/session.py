@@ -62,7 +62,8 @@ def default_providers(device: str | None = None) -> list[str]:
         return [CPU]
     if choice in ("cuda", "gpu", "tensorrt") and CUDA not in available:
         raise ModelError(
-            f"{DEVICE_ENV}={choice} but ONNX Runtime has no CUDA provider (available: {', '.join(sorted(available))})",
+            f"{DEVICE_ENV}={choice} but ONNX Runtime has no CUDA provider "
+            f"(available: {', '.join(sorted(available))})",
             code=ErrorCode.BACKEND_UNAVAILABLE,
             hint=f"install onnxruntime-gpu in place of onnxruntime, or set {DEVICE_ENV}=cpu",
         )
@@ -95,11 +96,11 @@ def _provider_options(provider: str, model_path: Path) -> dict[str, Any]:
 class TensorInfo:
     name: str
     shape: tuple[int | str | None, ...]
-    type: str
+    onnx_type: str  # e.g. "tensor(float)"
 
     @property
     def dtype(self) -> type[np.generic] | None:
-        return _ONNX_TYPES.get(self.type)
+        return _ONNX_TYPES.get(self.onnx_type)
 
     @property
     def static_batch(self) -> int | None:
@@ -176,7 +177,9 @@ class OrtSession:
                 return info
         raise KeyError(name)
 
-    def run(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> list[np.ndarray]:
+    def run(
+        self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
+    ) -> list[np.ndarray]:
         """Run the graph; arrays are cast to the dtypes the graph declares."""
         feed: dict[str, np.ndarray] = {}
         for name, value in inputs.items():

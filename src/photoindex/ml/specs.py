@@ -53,7 +53,9 @@ class Preprocess(BaseModel):
         if isinstance(value, str):
             name = value.strip().lower()
             if name not in RESAMPLING:
-                raise ValueError(f"unsupported interpolation {value!r} (known: {', '.join(sorted(RESAMPLING))})")
+                raise ValueError(
+                    f"unsupported interpolation {value!r} (known: {', '.join(sorted(RESAMPLING))})"
+                )
             return name
         return value
 
@@ -116,7 +118,9 @@ class ModelSpec(BaseModel):
 
 
 def _immich(name: str, **kwargs: Any) -> ModelSpec:
-    return ModelSpec(name=name, task="image-text", hf_repo=f"immich-app/{name}", default=name == DEFAULT_MODEL, **kwargs)
+    return ModelSpec(
+        name=name, task="image-text", hf_repo=f"immich-app/{name}", default=name == DEFAULT_MODEL, **kwargs
+    )
 
 
 # Recall figures: Immich's published table (docs "Searching" page), English, Crossmodal-3600,
