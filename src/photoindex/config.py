@@ -62,12 +62,18 @@ class Settings(BaseSettings):
 
     # models
     model: str = Field(default=DEFAULT_MODEL, description="Image-text embedding model used for search.")
+    auto_pull: bool = Field(
+        default=True, description="Download a known model on first use when it is not installed."
+    )
     batch_size: int = Field(
         default=32,
         ge=1,
         le=1024,
         validation_alias=_env("batch_size", "PHOTOINDEX_BATCH_SIZE", "ML_INFERENCE_BATCH_SIZE"),
         description="Images per inference batch.",
+    )
+    device: Literal["auto", "cpu", "cuda", "gpu", "tensorrt"] = Field(
+        default="auto", description="Where models run: auto (CUDA when ONNX Runtime has it), cpu, cuda, tensorrt."
     )
     intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads per session (0 = auto).")
 

@@ -13,6 +13,7 @@ from photoindex.config import Settings, load_settings
 from photoindex.errors import ErrorCode, ModelError
 from photoindex.ml.clip import ImageTextEmbedder
 from photoindex.ml.registry import ModelRegistry
+from photoindex.ml.session import default_providers
 from photoindex.schemas import CollectionInfo
 from photoindex.store.catalog import Catalog
 from photoindex.store.vectors import VectorIndex, VectorSpace, open_vector_index
@@ -50,14 +51,22 @@ class Runtime:
             if name not in self._models:
                 path = self.registry.require(name)
                 self._models[name] = ImageTextEmbedder.load(
-                    path, name=name, intra_op_threads=self.settings.intra_op_threads,
+                    path, name=name, providers=default_providers(self.settings.device),
+                    intra_op_threads=self.settings.intra_op_threads,
                     batch_size=self.settings.batch_size,
                 )
             return self._models[name]
 
-    def try_embedder(self, name: str) -> tuple[ImageTextEmbedder | None, str | None]:
-        """The model, or None and the message that tells the user how to get it."""
+    def try_embedder(self, name: str, *, progress: bool = False) -> tuple[ImageTextEmbedder | None, str | None]:
+        """The model, or None and the message that tells the user how to get it. A known model that
+        is not installed is downloaded first when `auto_pull` is on (as on a first run)."""
         try:
+            return self.embedder(name), None
+        except ModelError as exc:
+            if not (self.settings.auto_pull and exc.code == ErrorCode.MODEL_NOT_FOUND):
+                return None, str(exc)
+        try:
+            self.registry.pull(name, progress=progress)
             return self.embedder(name), None
         except ModelError as exc:
             return None, str(exc)

@@ -10,7 +10,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -25,7 +25,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from photoindex.errors import PhotoindexError
+from photoindex.config import config_file_path
+from photoindex.errors import ConfigError, PhotoindexError
 from photoindex.runtime import Runtime
 
 console = Console()
@@ -42,7 +43,12 @@ class State:
 
 def runtime() -> Runtime:
     if State.runtime is None:
-        State.runtime = Runtime()
+        try:
+            State.runtime = Runtime()
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"invalid configuration: {problems}",
+                              hint=f"check the PHOTOINDEX_* environment variables and {config_file_path()}") from None
     return State.runtime
 
 

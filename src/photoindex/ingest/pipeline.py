@@ -82,7 +82,7 @@ def ingest(
     report.job_id = rt.catalog.start_job("ingest", coll.id, {"roots": report.roots})
     model: ImageTextEmbedder | None = None
     if embed:
-        model, notice = rt.try_embedder(rt.model_name(coll))
+        model, notice = rt.try_embedder(rt.model_name(coll), progress=not isinstance(progress, NullProgress))
         if model is None:
             report.notices.append(f"{notice}; embeddings stay pending until then")
         else:

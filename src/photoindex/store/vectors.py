@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
@@ -116,10 +116,10 @@ class VectorIndex(ABC):
     def drop_collection(self, collection_id: int, collection: str) -> None:
         """Forget every space of a collection (the catalog deletes its own rows)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections and memory."""
 
-    def __enter__(self) -> VectorIndex:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
