@@ -29,9 +29,10 @@ class ExifInfo(BaseModel):
 
     @property
     def camera(self) -> str | None:
-        """'Make Model' without the make repeated when the model already starts with it."""
+        """'Make Model', without the make when the model already names it ('NIKON CORPORATION' +
+        'NIKON Z 6' is 'NIKON Z 6'; 'Apple' + 'iPhone 13' is 'Apple iPhone 13')."""
         make, model = (self.make or "").strip(), (self.model or "").strip()
-        if model.lower().startswith(make.lower()):
+        if make and model and model.split()[0].lower() == make.split()[0].lower():
             make = ""
         label = f"{make} {model}".strip()
         return label or None

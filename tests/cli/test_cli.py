@@ -64,7 +64,7 @@ def test_ingest_search_similar_info_status_json(env: dict[str, str]) -> None:
 
     code, out = run("info", str(Path(env["LIB"]) / "home/coffee.jpg"), "--json")
     info = json.loads(out)
-    assert code == 0 and info["camera"] == "iPhone 13" and info["embedded_models"] == ["tiny-clip"]
+    assert code == 0 and info["camera"] == "Apple iPhone 13" and info["embedded_models"] == ["tiny-clip"]
 
     code, out = run("status", "--json")
     status = json.loads(out)
@@ -101,7 +101,7 @@ def test_models_commands(env: dict[str, str]) -> None:
 def test_ingest_without_model_tells_the_pull_command(env: dict[str, str], monkeypatch) -> None:
     monkeypatch.setenv("PHOTOINDEX_MODEL", "ViT-B-32__openai")
     code, out = run("ingest", env["LIB"])
-    assert code == 0 and "photoindex models pull ViT-B-32__openai" in out.replace("\n", " ")
+    assert code == 0 and "photoindex models pull ViT-B-32__openai" in " ".join(out.split())
     code, out = run("search", "cat")
     assert code == 1 and "photoindex models pull" in out
 

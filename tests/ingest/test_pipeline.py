@@ -127,7 +127,7 @@ def test_without_a_model_everything_else_runs_and_vectors_wait(tmp_path: Path, l
     bare = make_runtime(tmp_path / "home", None)
     report = ingest(bare, [library])
     assert report.processed == N and report.embedded == 0 and report.embeddings_pending == N
-    assert any("photoindex models pull tiny-clip" in n for n in report.notices)
+    assert any("photoindex models pull" in n and "PHOTOINDEX_MODELS_PATH" in n for n in report.notices)
     bare.close()
     # the model arrives later: the next ingest embeds the pending photos from their thumbnails
     later = make_runtime(tmp_path / "home", models_dir)

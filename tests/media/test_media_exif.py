@@ -45,7 +45,6 @@ def test_camera_fields(synth):
         },
     )
     assert (info.make, info.model, info.lens) == ("NIKON CORPORATION", "NIKON D850", "24-70mm f/2.8")
-    assert info.camera == "NIKON CORPORATION NIKON D850"
     assert info.exposure_time == pytest.approx(0.004)
     assert info.f_number == pytest.approx(2.8)
     assert info.iso == 400

@@ -212,7 +212,7 @@ def arw_sample() -> Path:
 
 def skimage_file(name: str) -> Path:
     """A photo file exactly as scikit-image ships it (``rocket.jpg``, ``retina.jpg``,
-    ``multipage_rgb.tif``, ``no_time_for_that_tiny.gif``, ``astronaut.png``...)."""
+    ``multipage.tif``, ``no_time_for_that_tiny.gif``, ``astronaut.png``...)."""
     import skimage.data
 
     path = Path(skimage.data.__file__).parent / name

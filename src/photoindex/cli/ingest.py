@@ -86,7 +86,9 @@ def render_report(r: IngestReport, show_errors: int) -> None:
     for notice in r.notices:
         console.print(f"[yellow]note[/]: {notice}")
     if r.errors and show_errors:
-        table = Table("code", "path", "reason", title="failed files", title_justify="left")
+        table = Table("code", title="failed files", title_justify="left")
+        table.add_column("path", overflow="fold")
+        table.add_column("reason", overflow="fold")
         for e in r.errors[:show_errors]:
             table.add_row(str(e.code), e.path, e.message)
         console.print(table)

@@ -35,7 +35,9 @@ def _render(hits: list[SearchHit], as_json: bool) -> None:
     if not hits:
         console.print("no matches")
         return
-    table = Table("#", "score", "taken", "camera", "path", "id")
+    table = Table("#", "score", "taken", "camera")
+    table.add_column("path", overflow="fold")  # a path is what people act on: never cut it
+    table.add_column("id")
     for i, h in enumerate(hits, 1):
         table.add_row(str(i), f"{h.score:.3f}", h.taken_at.strftime("%Y-%m-%d %H:%M") if h.taken_at else "-",
                       h.camera or "-", h.path or "-", str(h.asset_id))

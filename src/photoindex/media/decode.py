@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from photoindex.errors import ErrorCode, MediaError
 from photoindex.media.exif import exif_from_bytes, exif_from_pil, merge_exif
-from photoindex.media.formats import SNIFF_BYTES, MediaFormat, is_avif, mime_for, resolve_format
+from photoindex.media.formats import SNIFF_BYTES, MediaFormat, is_avif, mime_for, resolve_format, sniff
 from photoindex.schemas import ExifInfo
 
 DEFAULT_SLACK = 0.05
@@ -305,6 +305,20 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def rgb_icc_profile(im: Image.Image) -> bytes | None:
+    """The image's ICC profile when it describes RGB data (a CMYK, grey or Lab profile left over
+    from a conversion to RGB would make viewers show wrong colours)."""
+    icc = im.info.get("icc_profile")
+    if isinstance(icc, bytes) and len(icc) >= 20 and icc[16:20] == b"RGB ":
+        return icc
+    return None
+
+
+def _drop_foreign_icc(im: Image.Image) -> None:
+    if "icc_profile" in im.info and rgb_icc_profile(im) is None:
+        del im.info["icc_profile"]
+
+
 def orient(im: Image.Image, orientation: int | None) -> Image.Image:
     """Apply an EXIF orientation (1-8) to pixels; anything else leaves them as they are."""
     op = _TRANSPOSE.get(orientation or 1)
@@ -388,6 +402,7 @@ def _decode_pil(data: bytes, fmt: MediaFormat, head: bytes, path: str | Path, ta
     # (when nothing had to change, `upright` is the opened image itself: it is not closed, so its
     # pixels stay valid for the caller, and reference counting frees it with the last user)
     upright = orient(small, applied)
+    _drop_foreign_icc(upright)
     out_w, out_h = _oriented_size(width, height, applied)
     return DecodedImage(upright, out_w, out_h, fmt, mime_for(fmt, path, head), exif, source)
 
@@ -457,6 +472,14 @@ def _rawpy_exif(raw: Any) -> ExifInfo:
         return ExifInfo()
 
 
+def _libraw_text(exc: BaseException) -> str:
+    """LibRaw's messages arrive as bytes reprs (b'Unsupported file format...'): make them text."""
+    arg = exc.args[0] if exc.args else exc
+    if isinstance(arg, bytes):
+        return arg.decode("utf-8", "replace")
+    return str(arg) or type(exc).__name__
+
+
 def _raw_preview(raw: Any, rawpy: Any) -> Image.Image | None:
     try:
         thumb = raw.extract_thumb()
@@ -486,9 +509,14 @@ def _decode_raw(data: bytes, head: bytes, path: str | Path, target: int, max_pix
     name = _label(path)
     try:
         raw = rawpy.imread(io.BytesIO(data))
+    except rawpy.LibRawFileUnsupportedError as exc:
+        raise MediaError(f"{name} cannot be read as a RAW photo: {_libraw_text(exc)}",
+                         code=ErrorCode.RAW_DECODE_FAILED, details={"reason": "unsupported"},
+                         hint="LibRaw does not know this file, or it is no RAW file") from None
     except rawpy.LibRawError as exc:
-        raise MediaError(f"{name} cannot be read as a RAW photo: {exc}", code=ErrorCode.RAW_DECODE_FAILED,
-                         hint="LibRaw does not know this file, or the file is damaged") from None
+        raise MediaError(f"{name} cannot be read as a RAW photo: {_libraw_text(exc)}",
+                         code=ErrorCode.RAW_DECODE_FAILED,
+                         hint="the file may be damaged or cut short") from None
     except (MemoryError, ValueError, RuntimeError, OSError) as exc:
         raise MediaError(f"{name} cannot be read as a RAW photo: {exc}", code=ErrorCode.RAW_DECODE_FAILED) from None
     with raw:
@@ -534,7 +562,7 @@ def _decode_raw(data: bytes, head: bytes, path: str | Path, target: int, max_pix
             try:
                 rgb = raw.postprocess(half_size=half, use_camera_wb=True, output_bps=8)
             except (rawpy.LibRawError, MemoryError, ValueError, RuntimeError) as exc:
-                raise MediaError(f"{name}: LibRaw could not demosaic the RAW data: {exc}",
+                raise MediaError(f"{name}: LibRaw could not demosaic the RAW data: {_libraw_text(exc)}",
                                  code=ErrorCode.RAW_DECODE_FAILED) from None
             # postprocess already applied the camera's orientation (LibRaw's user_flip default)
             image = _shrink(Image.fromarray(np.ascontiguousarray(rgb), "RGB"), target, slack)
@@ -542,6 +570,7 @@ def _decode_raw(data: bytes, head: bytes, path: str | Path, target: int, max_pix
             # LibRaw's own metadata (CR3 and other containers we do not parse); asking for it costs
             # LibRaw an unpack of the sensor data, so only when the container left gaps
             exif = merge_exif(exif, _rawpy_exif(raw))
+        _drop_foreign_icc(image)
         # report the orientation that was applied: LibRaw's reading of the file is the one used
         exif = exif.model_copy(update={"orientation": orientation})
     return DecodedImage(image, out_w, out_h, MediaFormat.RAW, mime, exif, source)
@@ -575,7 +604,16 @@ def decode_image(
     if not 0.0 <= slack < 1.0:
         raise ValueError("slack must be in [0, 1)")
     if fmt is MediaFormat.RAW:
-        return _decode_raw(data, head, path, target, max_pixels, raw_preview_min, slack)
+        try:
+            return _decode_raw(data, head, path, target, max_pixels, raw_preview_min, slack)
+        except MediaError as exc:
+            # a plain TIFF with a RAW extension (a scan saved as .dng, say): content wins
+            if exc.details.get("reason") == "unsupported" and sniff(head) is MediaFormat.TIFF:
+                try:
+                    return _decode_pil(data, MediaFormat.TIFF, head, path, target, max_pixels, slack)
+                except MediaError:
+                    pass
+            raise
     return _decode_pil(data, fmt, head, path, target, max_pixels, slack)
 
 
@@ -627,5 +665,6 @@ __all__ = [
     "open_oriented",
     "orient",
     "probe_image",
+    "rgb_icc_profile",
     "to_rgb",
 ]

@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from photoindex.errors import ErrorCode, MediaError
-from photoindex.media.decode import to_rgb
+from photoindex.media.decode import rgb_icc_profile, to_rgb
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 REDUCING_GAP = 1.0
@@ -92,7 +92,7 @@ def write_thumbnails(
     if not missing:
         return {int(size): paths[int(size)] for size in sizes}
 
-    icc = image.info.get("icc_profile") if isinstance(image.info.get("icc_profile"), bytes) else None
+    icc = rgb_icc_profile(image)
     current = image if image.mode == "RGB" else to_rgb(image)
     smallest_missing = missing[-1]
     for size in wanted:
