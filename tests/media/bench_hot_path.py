@@ -3,8 +3,8 @@
     python tests/media/bench_hot_path.py [--runs 30] [--slack 0.05] [--photo PATH]
 
 Prints the median milliseconds of: read + SHA-256 + SHA-1, decode_image(target=1024),
-write_thumbnails(256, 1024), a 384x384 model input (resize + centre crop, as the ML layer does), and
-the total. Without --photo it makes a 4000x3000 q90 JPEG with EXIF from scikit-image's astronaut
+write_thumbnails(256, 1024), a 384x384 model input (`photoindex.ml.preprocess.fit_image`, SigLIP
+squash), and the total. Without --photo it makes a 4000x3000 q90 JPEG with EXIF from scikit-image's astronaut
 photo, upscaled, with sensor-like noise.
 """
 
@@ -39,7 +39,8 @@ def make_photo(dest: Path) -> Path:
                  piexif.ExifIFD.OffsetTimeOriginal: b"+02:00", piexif.ExifIFD.ExposureTime: (1, 250),
                  piexif.ExifIFD.FNumber: (28, 10), piexif.ExifIFD.ISOSpeedRatings: 200,
                  piexif.ExifIFD.FocalLength: (50, 1)},
-        "GPS": {piexif.GPSIFD.GPSLatitudeRef: b"N", piexif.GPSIFD.GPSLatitude: ((48, 1), (51, 1), (2400, 100)),
+        "GPS": {piexif.GPSIFD.GPSLatitudeRef: b"N",
+                piexif.GPSIFD.GPSLatitude: ((48, 1), (51, 1), (2400, 100)),
                 piexif.GPSIFD.GPSLongitudeRef: b"W", piexif.GPSIFD.GPSLongitude: ((2, 1), (21, 1), (0, 1))},
     }
     img.save(dest, quality=90, exif=piexif.dump(exif))
@@ -47,6 +48,18 @@ def make_photo(dest: Path) -> Path:
 
 
 def model_input(img: Image.Image, size: int = 384) -> np.ndarray:
+    """The ML layer's own preprocessing (SigLIP-style 384 px squash) when it is importable."""
+    try:
+        from photoindex.ml.preprocess import fit_image
+        from photoindex.ml.specs import Preprocess
+    except ImportError:
+        return _centre_crop(img, size)
+    spec = Preprocess(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic",
+                      resize_mode="squash")
+    return fit_image(img, spec)
+
+
+def _centre_crop(img: Image.Image, size: int) -> np.ndarray:
     w, h = img.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -64,7 +77,8 @@ def main() -> None:
     kwargs = {} if args.slack is None else {"slack": args.slack}
     with tempfile.TemporaryDirectory() as tmp:
         photo = args.photo or make_photo(Path(tmp) / "big.jpg")
-        times: dict[str, list[float]] = {"hash": [], "decode": [], "thumbnails": [], "model_input": [], "total": []}
+        stages = ("hash", "decode", "thumbnails", "model_input", "total")
+        times: dict[str, list[float]] = {stage: [] for stage in stages}
         for run in range(args.runs + 3):
             root = Path(tmp) / f"thumbs{run}"
             t0 = time.perf_counter()

@@ -19,7 +19,6 @@ import numpy as np
 import piexif
 import pytest
 from PIL import Image
-
 from support import realphotos
 from support.realphotos import RealPhotoUnavailable
 
@@ -123,7 +122,8 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def png_raw(width: int, height: int, *, bit_depth: int = 8, color_type: int = 2, rows: bytes | None = None) -> bytes:
+def png_raw(width: int, height: int, *, bit_depth: int = 8, color_type: int = 2,
+            rows: bytes | None = None) -> bytes:
     """A PNG written by hand (any bit depth / colour type Pillow cannot write, or a lying header).
 
     Without `rows` the file has no IDAT at all: only the header, for size checks."""
@@ -161,7 +161,7 @@ def quadrant_colors(img: Image.Image) -> list[tuple[int, int, int]]:
     out = []
     for y0, x0 in ((0, 0), (0, w // 2), (h // 2, 0), (h // 2, w // 2)):
         patch = arr[y0 + h // 8: y0 + h // 2 - h // 8, x0 + w // 8: x0 + w // 2 - w // 8]
-        out.append(tuple(int(round(v)) for v in patch.reshape(-1, 3).mean(axis=0)))
+        out.append(tuple(round(float(v)) for v in patch.reshape(-1, 3).mean(axis=0)))
     return out
 
 

@@ -78,8 +78,10 @@ def test_without_offset_the_datetime_is_naive(synth):
 
 
 def test_date_fallbacks(synth):
-    assert _info(synth, original=None, digitized="2018:01:02 03:04:05").taken_at == datetime(2018, 1, 2, 3, 4, 5)
-    assert _info(synth, original=None, datetime_0th="2017:06:07 08:09:10").taken_at == datetime(2017, 6, 7, 8, 9, 10)
+    digitized = _info(synth, original=None, digitized="2018:01:02 03:04:05")
+    assert digitized.taken_at == datetime(2018, 1, 2, 3, 4, 5)
+    modified = _info(synth, original=None, datetime_0th="2017:06:07 08:09:10")
+    assert modified.taken_at == datetime(2017, 6, 7, 8, 9, 10)
     # a blank DateTimeOriginal falls through to the next one
     info = _info(synth, original="    :  :     :  :  ", digitized="2016:02:29 12:00:00")
     assert info.taken_at == datetime(2016, 2, 29, 12, 0)
@@ -133,7 +135,8 @@ def test_gps_altitude_below_sea_level(synth):
     _gps(((95, 1), (0, 1), (0, 1)), b"N", ((10, 1), (0, 1), (0, 1)), b"E"),  # latitude out of range
     _gps(((10, 1), (75, 1), (0, 1)), b"N", ((10, 1), (0, 1), (0, 1)), b"E"),  # 75 minutes
     _gps(((0, 1), (0, 1), (0, 1)), b"N", ((0, 1), (0, 1), (0, 1)), b"E"),  # "no fix" zeros
-    {piexif.GPSIFD.GPSLatitudeRef: b"N", piexif.GPSIFD.GPSLatitude: ((10, 1), (0, 1), (0, 1))},  # no longitude
+    {piexif.GPSIFD.GPSLatitudeRef: b"N",
+     piexif.GPSIFD.GPSLatitude: ((10, 1), (0, 1), (0, 1))},  # no longitude
 ])
 def test_gps_garbage_becomes_none(synth, gps):
     info = _info(synth, gps=gps)
@@ -144,7 +147,8 @@ def test_garbage_values_never_raise(synth):
     info = _info(
         synth, make="\x00\x00", model="   ", orientation=9,
         extra_exif={
-            piexif.ExifIFD.ExposureTime: (1, 0), piexif.ExifIFD.FNumber: (0, 0), piexif.ExifIFD.FocalLength: (0, 0),
+            piexif.ExifIFD.ExposureTime: (1, 0), piexif.ExifIFD.FNumber: (0, 0),
+            piexif.ExifIFD.FocalLength: (0, 0),
             piexif.ExifIFD.ISOSpeedRatings: 0, piexif.ExifIFD.LensModel: b"",
             piexif.ExifIFD.ShutterSpeedValue: (1, 0), piexif.ExifIFD.ApertureValue: (0, 0),
         },
@@ -185,7 +189,8 @@ def test_exif_from_bytes_reads_a_raw_exif_block(synth):
 
 def test_merge_keeps_primary_and_fills_gaps():
     primary = ExifInfo(make="SONY", iso=100, raw={"Make": "SONY"})
-    fallback = ExifInfo(make="Sony", model="ILCE-7RM3", iso=3200, lens="FE 85mm", raw={"Make": "Sony", "X": 1})
+    fallback = ExifInfo(make="Sony", model="ILCE-7RM3", iso=3200, lens="FE 85mm",
+                        raw={"Make": "Sony", "X": 1})
     merged = merge_exif(primary, fallback)
     assert (merged.make, merged.model, merged.iso, merged.lens) == ("SONY", "ILCE-7RM3", 100, "FE 85mm")
     assert merged.raw == {"Make": "SONY", "X": 1}

@@ -20,8 +20,8 @@ from photoindex.media.formats import (
     sniff,
 )
 
-CONTRACT_RAW = {".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".rw2", ".orf", ".raf", ".pef",
-                ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mrw", ".rwl"}
+CONTRACT_RAW = {".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".rw2", ".orf", ".raf",
+                ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mrw", ".rwl"}
 CONTRACT_IMAGE = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".gif",
                   ".heic", ".heif", ".hif"}
 
@@ -36,8 +36,9 @@ def test_extension_tables_cover_the_contract():
 
 
 @pytest.mark.parametrize("name", [
-    "IMG_0001.JPG", "a.jpeg", "b.Jpe", "c.jfif", "d.png", "e.webp", "f.TIF", "g.tiff", "h.bmp", "i.dib", "j.gif",
-    "k.HEIC", "l.heif", "m.hif", "n.avif", "o.mpo", "DSC_0001.NEF", "x.cr3", "x.CR2", "x.dng", "x.arw", "x.raf",
+    "IMG_0001.JPG", "a.jpeg", "b.Jpe", "c.jfif", "d.png", "e.webp", "f.TIF", "g.tiff", "h.bmp", "i.dib",
+    "j.gif", "k.HEIC", "l.heif", "m.hif", "n.avif", "o.mpo", "DSC_0001.NEF", "x.cr3", "x.CR2", "x.dng",
+    "x.arw", "x.raf",
     "/photos/2023/holiday.beach.jpg", "folder.jpg/inner.png",
 ])
 def test_is_candidate_accepts_image_names(name):
@@ -141,9 +142,11 @@ def test_sniff_real_files(real, synth):
         assert sniff(head) is fmt, path.name
         expected = MediaFormat.RAW if path.suffix.lower() == ".arw" else fmt
         assert resolve_format(path, head) is expected, path.name
-    assert mime_for(MediaFormat.HEIF, "x.avif", real.pillow("avif/hopper.avif").read_bytes()[:64]) == "image/avif"
-    assert mime_for(MediaFormat.HEIF, "x.heic", real.heic("heif_other/pug.heic").read_bytes()[:64]) == "image/heic"
-    assert mime_for(MediaFormat.HEIF, "x.hif", real.heic("heif_other/cat.hif").read_bytes()[:64]) == "image/heif"
+    avif, heic, hif = (real.pillow("avif/hopper.avif"), real.heic("heif_other/pug.heic"),
+                       real.heic("heif_other/cat.hif"))
+    assert mime_for(MediaFormat.HEIF, "x.avif", avif.read_bytes()[:64]) == "image/avif"
+    assert mime_for(MediaFormat.HEIF, "x.heic", heic.read_bytes()[:64]) == "image/heic"
+    assert mime_for(MediaFormat.HEIF, "x.hif", hif.read_bytes()[:64]) == "image/heif"
     assert mime_for(MediaFormat.RAW, real.arw(), b"II*\x00") == "image/x-sony-arw"
 
 

@@ -121,7 +121,11 @@ def test_idempotent_and_existing_files_are_kept(tmp_path, synth, monkeypatch):
     stats = {size: path.stat() for size, path in first.items()}
     calls: list[Path] = []
     original = thumbnails._write_atomic
-    monkeypatch.setattr(thumbnails, "_write_atomic", lambda im, path, *a: calls.append(path) or original(im, path, *a))
+    def counting(im, path, *args):
+        calls.append(path)
+        return original(im, path, *args)
+
+    monkeypatch.setattr(thumbnails, "_write_atomic", counting)
     second = write_thumbnails(img, SHA, tmp_path, (256, 1024))
     assert second == first
     assert calls == []  # nothing re-encoded

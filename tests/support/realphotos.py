@@ -128,13 +128,13 @@ def _download(sdist: Sdist, dest_dir: Path) -> Path:
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RealPhotoUnavailable(f"pip download of {sdist.name}=={sdist.version} failed: {exc}") from exc
+            raise RealPhotoUnavailable(f"pip download of {sdist.name}=={sdist.version} failed: {exc}") \
+                from exc
         found = [p for p in Path(tmp).iterdir() if p.name.endswith((".tar.gz", ".tgz"))]
         if proc.returncode != 0 or not found:
             tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
-            raise RealPhotoUnavailable(
-                f"pip download of {sdist.name}=={sdist.version} failed (exit {proc.returncode}): {' / '.join(tail)}"
-            )
+            raise RealPhotoUnavailable(f"pip download of {sdist.name}=={sdist.version} failed "
+                                       f"(exit {proc.returncode}): {' / '.join(tail)}")
         os.replace(found[0], target)
     return target
 
@@ -147,7 +147,7 @@ def _extract(sdist: Sdist, archive: Path, out_root: Path, wanted: set[str]) -> N
             if not remaining:
                 break
             # members are "<top folder>/<member_root>/<rel>"; the top folder's spelling varies
-            top, sep, rest = member.name.partition("/")
+            _top, sep, rest = member.name.partition("/")
             if not member.isfile() or not sep or not ("/" + rest).startswith(suffix):
                 continue
             rel = rest[len(suffix) - 1:]
@@ -265,8 +265,8 @@ def write_synthetic_dng(dest: Path, *, width: int = 512, height: int = 384, orie
     tags.set(Tag.CFAPattern, CFAPattern.RGGB)
     tags.set(Tag.BlackLevel, 0)
     tags.set(Tag.WhiteLevel, 4095)
-    tags.set(Tag.ColorMatrix1, [[10000, 10000], [0, 10000], [0, 10000], [0, 10000], [10000, 10000], [0, 10000],
-                                [0, 10000], [0, 10000], [10000, 10000]])
+    identity = [[10000 if row == col else 0, 10000] for row in range(3) for col in range(3)]
+    tags.set(Tag.ColorMatrix1, identity)
     tags.set(Tag.CalibrationIlluminant1, CalibrationIlluminant.D65)
     tags.set(Tag.AsShotNeutral, [[1, 1], [1, 1], [1, 1]])
     tags.set(Tag.Make, make)

@@ -190,8 +190,10 @@ def _open_pil(data: bytes, fmt: MediaFormat, head: bytes, path: str | Path, max_
     _ensure_pillow_limit(max_pixels)
     try:
         with warnings.catch_warnings():
-            # we check the pixel count ourselves, right after this, against our own limit
+            # we check the pixel count ourselves, right after this, against our own limit; and
+            # Pillow's remarks on odd-but-readable files ("malformed MPO"...) are no failure
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
             return Image.open(io.BytesIO(data), formats=formats)
     except Image.DecompressionBombError as exc:
         # Pillow's own guard fired first (beyond twice its limit): report it in our words
@@ -314,7 +316,12 @@ def rgb_icc_profile(im: Image.Image) -> bytes | None:
     return None
 
 
-def _drop_foreign_icc(im: Image.Image) -> None:
+def _finish(im: Image.Image) -> None:
+    """Metadata hygiene on a decoded image: the pixels are upright now, so no EXIF/XMP orientation
+    may travel with them (a later `exif_transpose` would turn them again), and an ICC profile stays
+    only when it describes RGB."""
+    for key in ("exif", "xmp", "XML:com.adobe.xmp"):
+        im.info.pop(key, None)
     if "icc_profile" in im.info and rgb_icc_profile(im) is None:
         del im.info["icc_profile"]
 
@@ -402,7 +409,7 @@ def _decode_pil(data: bytes, fmt: MediaFormat, head: bytes, path: str | Path, ta
     # (when nothing had to change, `upright` is the opened image itself: it is not closed, so its
     # pixels stay valid for the caller, and reference counting frees it with the last user)
     upright = orient(small, applied)
-    _drop_foreign_icc(upright)
+    _finish(upright)
     out_w, out_h = _oriented_size(width, height, applied)
     return DecodedImage(upright, out_w, out_h, fmt, mime_for(fmt, path, head), exif, source)
 
@@ -435,7 +442,7 @@ def _raw_container_exif(data: bytes, head: bytes) -> ExifInfo:
                 with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as preview:
                     return exif_from_pil(preview)
     except Exception:  # noqa: BLE001 - EXIF is a bonus; the pixels matter more
-        pass
+        return ExifInfo()
     return ExifInfo()
 
 
@@ -502,8 +509,8 @@ def _raw_preview(raw: Any, rawpy: Any) -> Image.Image | None:
     return None
 
 
-def _decode_raw(data: bytes, head: bytes, path: str | Path, target: int, max_pixels: int, raw_preview_min: int,
-                slack: float) -> DecodedImage:
+def _decode_raw(data: bytes, head: bytes, path: str | Path, target: int, max_pixels: int,
+                raw_preview_min: int, slack: float) -> DecodedImage:
     rawpy = _rawpy()
     mime = mime_for(MediaFormat.RAW, path, head)
     name = _label(path)
@@ -518,7 +525,8 @@ def _decode_raw(data: bytes, head: bytes, path: str | Path, target: int, max_pix
                          code=ErrorCode.RAW_DECODE_FAILED,
                          hint="the file may be damaged or cut short") from None
     except (MemoryError, ValueError, RuntimeError, OSError) as exc:
-        raise MediaError(f"{name} cannot be read as a RAW photo: {exc}", code=ErrorCode.RAW_DECODE_FAILED) from None
+        raise MediaError(f"{name} cannot be read as a RAW photo: {exc}",
+                         code=ErrorCode.RAW_DECODE_FAILED) from None
     with raw:
         try:
             sizes = raw.sizes
@@ -528,7 +536,8 @@ def _decode_raw(data: bytes, head: bytes, path: str | Path, target: int, max_pix
             raise MediaError(f"{name}: LibRaw could not read the image size: {exc}",
                              code=ErrorCode.RAW_DECODE_FAILED) from None
         if width <= 0 or height <= 0:
-            raise MediaError(f"{name}: LibRaw reports a size of {width}x{height}", code=ErrorCode.RAW_DECODE_FAILED)
+            raise MediaError(f"{name}: LibRaw reports a size of {width}x{height}",
+                             code=ErrorCode.RAW_DECODE_FAILED)
         if width * height > max_pixels:
             raise _too_large(path, width, height, max_pixels)
         orientation = _FLIP_TO_ORIENTATION.get(flip, 1)
@@ -553,7 +562,8 @@ def _decode_raw(data: bytes, head: bytes, path: str | Path, target: int, max_pix
             except Exception:  # noqa: BLE001 - a broken preview: demosaic instead
                 image = None
             finally:
-                preview.close()
+                if image is not preview:  # (it is when the preview needed no change at all)
+                    preview.close()
         if image is None:
             source = "raw"
             # half-size skips demosaicing (each 2x2 Bayer block becomes one pixel): fast, and
@@ -566,11 +576,11 @@ def _decode_raw(data: bytes, head: bytes, path: str | Path, target: int, max_pix
                                  code=ErrorCode.RAW_DECODE_FAILED) from None
             # postprocess already applied the camera's orientation (LibRaw's user_flip default)
             image = _shrink(Image.fromarray(np.ascontiguousarray(rgb), "RGB"), target, slack)
-        if any(getattr(exif, name) is None for name in _RAWPY_FIELDS):
+        if any(getattr(exif, field_name) is None for field_name in _RAWPY_FIELDS):
             # LibRaw's own metadata (CR3 and other containers we do not parse); asking for it costs
             # LibRaw an unpack of the sensor data, so only when the container left gaps
             exif = merge_exif(exif, _rawpy_exif(raw))
-        _drop_foreign_icc(image)
+        _finish(image)
         # report the orientation that was applied: LibRaw's reading of the file is the one used
         exif = exif.model_copy(update={"orientation": orientation})
     return DecodedImage(image, out_w, out_h, MediaFormat.RAW, mime, exif, source)
@@ -635,7 +645,7 @@ def probe_image(data: bytes, *, path: str | Path = "", fmt: MediaFormat | None =
                 orientation = _FLIP_TO_ORIENTATION.get(int(sizes.flip), 1)
                 width, height = _oriented_size(int(sizes.width), int(sizes.height), orientation)
                 exif = _raw_container_exif(data, head)
-                if any(getattr(exif, name) is None for name in _RAWPY_FIELDS):
+                if any(getattr(exif, field_name) is None for field_name in _RAWPY_FIELDS):
                     exif = merge_exif(exif, _rawpy_exif(raw))
                 exif = exif.model_copy(update={"orientation": orientation})
         except rawpy.LibRawError as exc:
@@ -654,7 +664,8 @@ def probe_image(data: bytes, *, path: str | Path = "", fmt: MediaFormat | None =
 def open_oriented(data: bytes, *, path: str | Path = "", fmt: MediaFormat | None = None,
                   max_pixels: int = 256_000_000) -> Image.Image:
     """The full-resolution image, RGB and upright (for edits and exports, not the hot path)."""
-    return decode_image(data, path=path, fmt=fmt, target=0, max_pixels=max_pixels, raw_preview_min=1 << 30).image
+    decoded = decode_image(data, path=path, fmt=fmt, target=0, max_pixels=max_pixels, raw_preview_min=1 << 30)
+    return decoded.image
 
 
 __all__ = [

@@ -11,7 +11,7 @@ import math
 import re
 import warnings
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from PIL import ExifTags, Image, TiffImagePlugin
@@ -148,7 +148,7 @@ def _parse_offset(value: Any) -> timezone | None:
     if not match:
         return None
     if match.group(1) == "Z":
-        return timezone.utc
+        return UTC
     sign = -1 if match.group(2) == "-" else 1
     hours, minutes = int(match.group(3)), int(match.group(4) or 0)
     if hours > 18 or minutes >= 60:
@@ -308,6 +308,12 @@ def _raw_tags(ifd0: Mapping[int, Any], exif_ifd: Mapping[int, Any], gps: Mapping
 
 # -- entry points ----------------------------------------------------------------------------------
 
+def _quiet_pillow() -> None:
+    """Inside `catch_warnings`: silence Pillow's "Corrupt EXIF data" UserWarnings (damaged values
+    become None here anyway), and nothing else."""
+    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+
+
 def _safe_ifd(exif: Image.Exif, tag: int) -> Mapping[int, Any]:
     try:
         ifd = exif.get_ifd(tag)
@@ -320,7 +326,7 @@ def exif_from_exif(exif: Image.Exif | Mapping[int, Any] | None) -> ExifInfo:
     """`ExifInfo` from a Pillow `Image.Exif` (IFD0 with its Exif and GPS sub-IFDs)."""
     with warnings.catch_warnings():
         # Pillow warns ("Corrupt EXIF data") on damaged IFDs; damaged values become None here anyway
-        warnings.simplefilter("ignore")
+        _quiet_pillow()
         return _exif_from_exif(exif)
 
 
@@ -343,7 +349,8 @@ def _exif_from_exif(exif: Image.Exif | Mapping[int, Any] | None) -> ExifInfo:
         return value if value is not None else ifd0.get(number)
 
     taken_at = (
-        parse_exif_datetime(tag(TAG_DATETIME_ORIGINAL), tag(TAG_SUBSEC_TIME_ORIGINAL), tag(TAG_OFFSET_TIME_ORIGINAL))
+        parse_exif_datetime(tag(TAG_DATETIME_ORIGINAL), tag(TAG_SUBSEC_TIME_ORIGINAL),
+                            tag(TAG_OFFSET_TIME_ORIGINAL))
         or parse_exif_datetime(tag(TAG_DATETIME_DIGITIZED), tag(TAG_SUBSEC_TIME_DIGITIZED),
                                tag(TAG_OFFSET_TIME_DIGITIZED))
         or parse_exif_datetime(ifd0.get(TAG_DATETIME), tag(TAG_SUBSEC_TIME), tag(TAG_OFFSET_TIME))
@@ -410,7 +417,7 @@ def exif_from_pil(img: Image.Image) -> ExifInfo:
     `load()`: Pillow reads a PNG's eXIf chunk only once the pixels are decoded.
     """
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        _quiet_pillow()
         try:
             exif = img.getexif()
         except Exception:  # noqa: BLE001 - a corrupt APP1 segment is no reason to lose the photo
@@ -427,7 +434,7 @@ def exif_from_bytes(data: bytes) -> ExifInfo:
         return ExifInfo()
     exif = Image.Exif()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        _quiet_pillow()
         try:
             exif.load(data)
         except Exception:  # noqa: BLE001

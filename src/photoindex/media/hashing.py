@@ -43,7 +43,8 @@ def _os_error(path: str | os.PathLike[str], exc: OSError) -> MediaError:
         return MediaError(f"{shown!r} cannot be read: permission denied", code=ErrorCode.FILE_UNREADABLE,
                           hint="check the file's owner and mode")
     if exc.errno == errno.ENOTDIR:
-        return MediaError(f"{shown!r} does not exist (a parent is not a folder)", code=ErrorCode.FILE_NOT_FOUND)
+        return MediaError(f"{shown!r} does not exist (a parent is not a folder)",
+                          code=ErrorCode.FILE_NOT_FOUND)
     reason = exc.strerror or type(exc).__name__
     return MediaError(f"{shown!r} cannot be read: {reason}", code=ErrorCode.FILE_UNREADABLE)
 

@@ -35,7 +35,8 @@ def thumbnail_path(root: Path | str, sha256: str, size: int) -> Path:
     """Where the `size` px thumbnail of the content `sha256` lives (whether or not it exists yet)."""
     sha = _check_sha(sha256)
     if not isinstance(size, int) or size <= 0:
-        raise MediaError(f"thumbnail size must be a positive integer, not {size!r}", code=ErrorCode.INVALID_REQUEST)
+        raise MediaError(f"thumbnail size must be a positive integer, not {size!r}",
+                         code=ErrorCode.INVALID_REQUEST)
     return Path(root) / str(size) / sha[0:2] / sha[2:4] / f"{sha}.jpg"
 
 
