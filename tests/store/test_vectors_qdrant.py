@@ -16,7 +16,13 @@ from photoindex.schemas import SearchFilters
 from photoindex.store.catalog import Catalog
 from photoindex.store.exact_index import ExactIndex
 from photoindex.store.qdrant_index import QdrantIndex, ancestor_dirs, vector_name
-from photoindex.store.vectors import VectorPayload, VectorRecord, VectorSpace, open_vector_index, payload_for
+from photoindex.store.vectors import (
+    VectorPayload,
+    VectorRecord,
+    VectorSpace,
+    open_vector_index,
+    sync_from_catalog,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 
@@ -221,14 +227,14 @@ def test_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_catalog
 
 def test_same_answers_as_exact_index(sqlite_catalog: Catalog, helpers: Any,
                                     filter_case: tuple[dict[str, Any], set[str]]) -> None:
-    """Both backends fed from one real catalog (Qdrant synced from the exact index's scroll, payloads
+    """Both backends fed from one real catalog (Qdrant rebuilt with `sync_from_catalog`, payloads
     from `payload_for`) give the same hits and scores."""
     lib = helpers.build_library(sqlite_catalog)
     exact = ExactIndex(sqlite_catalog)
     qdrant = QdrantIndex(QdrantClient(":memory:"))
-    assets = sqlite_catalog.get_assets(list(lib.ids.values()))
-    qdrant.upsert(lib.space, [VectorRecord(r.asset_id, r.vector, payload_for(assets[r.asset_id]))
-                              for batch in exact.scroll(lib.space) for r in batch])
+    assert sync_from_catalog(qdrant, sqlite_catalog, lib.space, batch_size=2) == 5
+    assert sync_from_catalog(exact, sqlite_catalog, lib.space) == 0  # reads the catalog itself
+    assert qdrant.count(lib.space) == 5
     filters = SearchFilters(**filter_case[0])
     for name, vec in lib.vectors.items():
         a = exact.search(lib.space, vec, k=100, filters=filters, exclude=[lib.ids[name]])

@@ -119,6 +119,9 @@ class Embedding(Base):
     __table_args__ = (
         UniqueConstraint("asset_id", "model", name="uq_embedding_asset_model"),
         Index("ix_embedding_space", "collection_id", "model", "id"),
+        # Without AUTOINCREMENT SQLite hands a deleted top row id out again, and a re-embedded newest
+        # vector would look unchanged to an index that refreshes by row id.
+        {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"))

@@ -29,7 +29,8 @@ inserted payload-only with `update_mode=insert_only` (a concurrent writer of ano
 be overwritten), then this model's vectors are set with `update_vectors`, and payloads of points
 that already existed are refreshed with `set_payload`, all in one `batch_update_points` request
 per batch. `delete` removes this model's vector and then the points left with no vector at all.
-Those operations need a server >= 1.17 (`update_mode`) and >= 1.13 (`has_vector` filters).
+Those operations need a server >= 1.17 (`update_mode`) and >= 1.13 (`has_vector` filters): in all,
+this backend wants Qdrant server >= 1.18, the version the named-vector API above arrived in.
 
 Camera filter
 -------------
@@ -38,12 +39,12 @@ token based, not substring based, so instead: the distinct `camera_lc` values ar
 facet API (served by the keyword index; a library has few cameras), the substring test runs here,
 and the query filters on `camera_lc` being one of the matching values: the same semantics as the
 exact backend, served by an index. If there are more distinct cameras than `camera_facet_limit`,
-it falls back to Qdrant's `MatchSubstring` on `camera_lc` (same semantics, needs a recent server).
+it falls back to Qdrant's `MatchSubstring` on `camera_lc` (same semantics; a newer condition
+than the rest, from the qdrant-client 1.20 API, so older servers reject it).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -68,8 +69,6 @@ from photoindex.store.vectors import (
 
 if TYPE_CHECKING:
     from photoindex.config import Settings
-
-log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1)
 _VECTOR_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]")

@@ -126,6 +126,26 @@ class VectorIndex(ABC):
         self.close()
 
 
+def sync_from_catalog(index: VectorIndex, catalog: Catalog, space: VectorSpace, *, batch_size: int = 1000) -> int:
+    """Copy a space's vectors, with filter payloads, from the catalog into a backend that keeps its
+    own copy (rebuilding a Qdrant collection: indexes are derived). Returns the number of vectors
+    written; 0 for backends that read the catalog themselves."""
+    if not index.stores_vectors:
+        return 0
+    chunk = catalog.load_vectors(space.collection_id, space.model)
+    written = 0
+    for start in range(0, chunk.ids.size, batch_size):
+        ids = [int(i) for i in chunk.ids[start : start + batch_size]]
+        assets = catalog.get_assets(ids)
+        records = [
+            VectorRecord(aid, chunk.vectors[start + j], payload_for(assets[aid]) if aid in assets else None)
+            for j, aid in enumerate(ids)
+        ]
+        index.upsert(space, records)
+        written += len(records)
+    return written
+
+
 def open_vector_index(settings: Settings, catalog: Catalog) -> VectorIndex:
     """The backend named by `settings.vector_backend` ("exact" or "qdrant")."""
     if settings.vector_backend == "exact":

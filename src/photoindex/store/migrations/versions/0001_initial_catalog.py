@@ -84,7 +84,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['asset_id'], ['asset.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['collection_id'], ['collection.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('asset_id', 'model', name='uq_embedding_asset_model')
+    sa.UniqueConstraint('asset_id', 'model', name='uq_embedding_asset_model'),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('embedding', schema=None) as batch_op:
         batch_op.create_index('ix_embedding_space', ['collection_id', 'model', 'id'], unique=False)
