@@ -1,15 +1,11 @@
-"""Catalog fixtures for the store tests: a real SQLite file and a real PostgreSQL database.
+"""Fixtures for the vector index tests: a small library of real catalog rows.
 
-PostgreSQL comes from PHOTOINDEX_TEST_PG_URL (`eval "$(bash .ci/postgres.sh)"`); each test gets a
-fresh database, dropped afterwards. Without the variable the postgres cases are skipped, except
-under CI (env CI set), where they fail.
+The `catalog` fixture (SQLite file and a fresh PostgreSQL database) comes from tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,51 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy.engine import make_url
 
 from photoindex.schemas import ExifInfo
 from photoindex.store.catalog import Catalog, FileRecord, ModelVectors, NewAsset
 from photoindex.store.vectors import VectorSpace
-
-
-def _pg_url() -> str:
-    url = os.environ.get("PHOTOINDEX_TEST_PG_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("PHOTOINDEX_TEST_PG_URL is not set (run: eval \"$(bash .ci/postgres.sh)\")")
-        pytest.skip("PostgreSQL not configured: set PHOTOINDEX_TEST_PG_URL (eval \"$(bash .ci/postgres.sh)\")")
-    return url
-
-
-@pytest.fixture
-def pg_catalog_url() -> Iterator[str]:
-    """URL of a fresh, empty PostgreSQL database (dropped at teardown)."""
-    import psycopg
-
-    base = make_url(_pg_url())
-    name = f"pi_test_{uuid.uuid4().hex[:12]}"
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{(tmp_path / 'catalog.db').as_posix()}"
-    else:
-        url = request.getfixturevalue("pg_catalog_url")
-    cat = Catalog.open(url)
-    try:
-        yield cat
-    finally:
-        cat.close()
-
 
 # -- a small library shared by the vector index tests ------------------------------------------------
 # (name, path, EXIF make, EXIF model, taken_at); "gone" has its only file marked missing.

@@ -8,21 +8,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import delete
 
 from photoindex.config import Settings
 from photoindex.errors import ErrorCode, PhotoindexError
 from photoindex.schemas import SearchFilters
 from photoindex.store.catalog import Catalog
 from photoindex.store.exact_index import ExactIndex, _Space
-from photoindex.store.models import Embedding
 from photoindex.store.vectors import VectorRecord, VectorSpace, open_vector_index, payload_for
 
 
 def delete_embeddings(catalog: Catalog, asset_ids: list[int], model: str) -> None:
-    """What the archive / delete services will do (the catalog has no method for it yet)."""
-    with catalog.session() as s:
-        s.execute(delete(Embedding).where(Embedding.asset_id.in_(asset_ids), Embedding.model == model))
+    catalog.delete_vectors(asset_ids, model)
 
 
 @pytest.fixture
@@ -146,14 +142,10 @@ def test_reembedded_asset_replaces_its_vector(index: ExactIndex, library: Any, h
     assert stats["full_loads"] == 1 and stats["incremental_loads"] == 1
 
 
-def test_reembedding_the_newest_row(index: ExactIndex, library: Any, helpers: Any,
-                                    request: pytest.FixtureRequest) -> None:
-    """Re-embedding the asset that holds the highest row id must be seen too. On SQLite the embedding
-    table has no AUTOINCREMENT, so the replacement row reuses the deleted row's id and
-    (count, max id) does not change: the catalog's change counter cannot see it."""
-    if library.catalog.dialect == "sqlite":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="SQLite reuses the highest rowid "
-                                              "(embedding table lacks AUTOINCREMENT)"))
+def test_reembedding_the_newest_row(index: ExactIndex, library: Any, helpers: Any) -> None:
+    """Re-embedding the asset that holds the highest row id must be seen too: the replacement row
+    must get a new id (on SQLite that needs AUTOINCREMENT, or the deleted top id is handed out
+    again and (count, max id) would not change)."""
     space = library.space
     newest = max(library.ids.values())
     index.search(space, library.vectors["eos"])

@@ -401,6 +401,14 @@ class Catalog:
         if rows:
             s.execute(self._insert(Embedding), rows)
 
+    def delete_vectors(self, asset_ids: Sequence[int], model: str | None = None) -> None:
+        """Remove vectors of these assets (of one model, or all). In-memory indexes notice the lower
+        row count and reload."""
+        with self.session() as s:
+            for chunk in _chunks(list(asset_ids)):
+                cond = [Embedding.asset_id.in_(chunk)] + ([Embedding.model == model] if model else [])
+                s.execute(delete(Embedding).where(*cond))
+
     def vectors_by_sha256(self, hashes: Sequence[str], model: str, revision: str) -> dict[str, np.ndarray]:
         """Vectors already computed for this content by this model revision, in any collection."""
         out: dict[str, np.ndarray] = {}
@@ -477,10 +485,11 @@ class Catalog:
         if filters.camera:
             conds.append(func.lower(Asset.camera).contains(filters.camera.lower(), autoescape=True))
         if filters.path_prefix:
+            # Start from the folder's range of the (collection, path) index rather than probing every
+            # asset's files: the folder is usually a small part of the library.
             lo, hi = folder_range(filters.path_prefix)
-            below = select(File.id).where(
-                File.asset_id == Asset.id, File.path >= lo, File.path < hi, File.missing.is_(False))
-            conds.append(below.exists())
+            conds.append(Asset.id.in_(select(File.asset_id).where(
+                File.collection_id == collection_id, File.path >= lo, File.path < hi, File.missing.is_(False))))
         with self.session() as s:
             ids = s.scalars(select(Asset.id).where(and_(*conds)).order_by(Asset.id)).all()
         return np.asarray(ids, dtype=np.int64)
