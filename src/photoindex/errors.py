@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     TRUNCATED_IMAGE = "truncated_image"
     IMAGE_TOO_LARGE = "image_too_large"  # decompression-bomb guard
     RAW_DECODE_FAILED = "raw_decode_failed"
+    DECODER_CRASHED = "decoder_crashed"  # the worker process died on this file (a native decoder fault)
     # models
     MODEL_NOT_FOUND = "model_not_found"
     MODEL_INVALID = "model_invalid"

@@ -6,7 +6,6 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from photoindex.errors import ErrorCode
@@ -191,3 +190,21 @@ def test_vectors_are_reused_across_collections(rt_sqlite: Runtime, library: Path
     rt_sqlite.catalog.create_collection("second")
     report = ingest(rt_sqlite, [library], collection="second")
     assert report.processed == N and report.embeddings_reused == N and report.embedded == 0
+
+
+def test_a_file_that_kills_its_worker_is_reported_and_the_rest_goes_through(
+        tmp_path: Path, models_dir: Path, photos, monkeypatch) -> None:  # noqa: ANN001
+    from photoindex.ingest import pipeline
+    from support.crashy import prepare_or_die
+
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(20):
+        (root / f"{i:02d}.jpg").write_bytes(jpeg_bytes(photos["cat"].rotate(i * 11)))
+    (root / "07-crash.jpg").write_bytes(jpeg_bytes(photos["rocket"]))
+    monkeypatch.setattr(pipeline._Stages, "prepare_fn", staticmethod(prepare_or_die))
+    runtime = make_runtime(tmp_path / "home", models_dir, workers=2)
+    report = ingest(runtime, [root])
+    assert [(Path(e.path).name, e.code) for e in report.errors] == [("07-crash.jpg", ErrorCode.DECODER_CRASHED)]
+    assert report.processed == 20 and report.embedded == 20
+    runtime.close()

@@ -22,7 +22,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -88,21 +90,20 @@ def ingest(
         else:
             rt.bind_model(coll, model)
             report.model = model.model_id
-    status = "completed"
+    status = "failed"  # what the job says if something unexpected ends the run (it is re-raised)
     try:
         plan = scan(rt, report, progress)
         _Stages(rt, coll, model, report, progress, plan).run(plan.todo)
         _reconcile(rt, report, plan)
         if model is not None:
             report.embedded += embed_pending(rt, coll, model, progress)
+        status = "completed"
     except KeyboardInterrupt:
         report.interrupted = True
         status = "interrupted"
     finally:
-        if model is not None:
-            report.embeddings_pending = rt.catalog.count_assets_needing_vectors(coll.id, model.name, model.revision)
-        else:
-            report.embeddings_pending = rt.catalog.count_assets_needing_vectors(coll.id, rt.model_name(coll))
+        report.embeddings_pending = rt.catalog.count_assets_needing_vectors(
+            coll.id, model.name if model else rt.model_name(coll), model.revision if model else None)
         report.failed = len(report.errors)
         report.elapsed_s = round(time.monotonic() - started, 3)
         rt.catalog.finish_job(report.job_id, status, report.model_dump(mode="json"), _counts(report))
@@ -206,7 +207,7 @@ class _Stages:
             self._feed([f.path for f in todo])
         finally:
             # Drain: whatever was prepared is embedded and committed, also after Ctrl-C.
-            self.infer_q.put(_DONE)
+            self._put(self.infer_q, _DONE)
             for t in threads:
                 t.join()
         if self.failure is not None:
@@ -219,10 +220,23 @@ class _Stages:
             except BaseException as exc:  # surfaced by run(); the other stages stop at their next item
                 self.failure = exc
                 _drain(self.infer_q)
-                self.commit_q.put(_DONE)
+                self._put(self.commit_q, _DONE)
         return run
 
+    def _put(self, q: queue.Queue, item: object) -> None:
+        """Block while the next stage is busy (backpressure), but not once a stage has failed: then
+        nothing downstream may be left to take the item."""
+        while True:
+            try:
+                q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self.failure is not None:
+                    return
+
     # prepare ----------------------------------------------------------------------------------
+    prepare_fn: Callable[[list[str]], list[Result]] = staticmethod(prepare_many)
+
     def _feed(self, paths: list[str]) -> None:
         workers = self.rt.settings.prepare_workers
         if len(paths) < INLINE_LIMIT or workers == 1:
@@ -232,26 +246,49 @@ class _Stages:
                 if self.failure is not None:
                     return
             return
-        chunk = max(1, min(16, math.ceil(len(paths) / (workers * 4))))
-        chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["photoindex.ingest.prepare"])
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
-                                   initargs=(self.config,))
-        pending: set[Future] = set()
+        size = max(1, min(16, math.ceil(len(paths) / (workers * 4))))
+        todo = deque(paths[i : i + size] for i in range(0, len(paths), size))
+        # Files that were in a worker when it died (a native decoder crash, the OOM killer): each is
+        # retried alone, so the one that kills its worker again is reported and the rest go through.
+        suspects: deque[list[str]] = deque()
+        inflight: dict[Future, list[str]] = {}
+        pool = self._new_pool(workers)
         try:
-            it = iter(chunks)
-            for c in _take(it, workers * 2):
-                pending.add(pool.submit(prepare_many, c))
-            while pending and self.failure is None:
-                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            while (todo or suspects or inflight) and self.failure is None:
+                if suspects:
+                    if not inflight:
+                        chunk = suspects.popleft()
+                        inflight[pool.submit(self.prepare_fn, chunk)] = chunk
+                else:
+                    while todo and len(inflight) < 2 * workers:  # bounded: two chunks per worker
+                        chunk = todo.popleft()
+                        inflight[pool.submit(self.prepare_fn, chunk)] = chunk
+                done, _ = wait(inflight, timeout=1.0, return_when=FIRST_COMPLETED)
+                broken = False
                 for fut in done:
-                    self._emit(fut.result())
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        pending.add(pool.submit(prepare_many, nxt))
+                    chunk = inflight.pop(fut)
+                    try:
+                        self._emit(fut.result())
+                    except BrokenProcessPool:
+                        broken = True
+                        if len(chunk) == 1 and not inflight:
+                            self._emit([Failed(chunk[0], ErrorCode.DECODER_CRASHED,
+                                               "the decoder process died on this file (damaged or hostile data)")])
+                        else:
+                            suspects.extend([p] for p in chunk)
+                if broken:
+                    suspects.extend([p] for chunk in inflight.values() for p in chunk)
+                    inflight.clear()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = self._new_pool(workers)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        ctx = mp.get_context("forkserver")  # workers start clean, not as forks of a threaded process
+        ctx.set_forkserver_preload(["photoindex.ingest.prepare"])
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
+                                   initargs=(self.config,))
 
     def _emit(self, results: Iterable[Result]) -> None:
         for r in results:
@@ -259,7 +296,7 @@ class _Stages:
                 self.report.errors.append(FileError(path=r.path, code=r.code, message=r.message))
                 self.progress.advance()
             else:
-                self.infer_q.put(r)
+                self._put(self.infer_q, r)
 
     # infer ------------------------------------------------------------------------------------
     def _infer_loop(self) -> None:
@@ -271,7 +308,7 @@ class _Stages:
                 item = None
             if item is _DONE:
                 self._embed_and_pass(batch)
-                self.commit_q.put(_DONE)
+                self._put(self.commit_q, _DONE)
                 return
             if item is not None:
                 batch.append(item)
@@ -293,7 +330,7 @@ class _Stages:
                 out = model.embed_images(np.stack([r.pixels for r in fresh]))
                 vectors.update({r.sha256: out[i] for i, r in enumerate(fresh)})
                 self.report.embedded += len(fresh)
-        self.commit_q.put((batch, vectors))
+        self._put(self.commit_q, (batch, vectors))
 
     # commit -----------------------------------------------------------------------------------
     def _commit_loop(self) -> None:
@@ -341,15 +378,6 @@ class _Stages:
             sync_index(self.rt, self.coll, model, {ids[h]: v for h, v in vectors.items()},
                        touched=[ids[r.sha256] for r in items if isinstance(r, Known)])
         self.progress.advance(len(items))
-
-
-def _take(it: Iterable, n: int) -> list:
-    out = []
-    for x in it:
-        out.append(x)
-        if len(out) >= n:
-            break
-    return out
 
 
 def _drain(q: queue.Queue) -> None:
