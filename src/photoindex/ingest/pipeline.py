@@ -21,13 +21,13 @@ import multiprocessing as mp
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -180,7 +180,7 @@ class _Stages:
     def __init__(self, rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder | None,
                  report: IngestReport, progress: Progress, plan: ScanPlan) -> None:
         self.rt, self.coll, self.model, self.report, self.progress = rt, coll, model, report, progress
-        self.plan = plan
+        self.gone_assets = {s.asset_id for s in plan.gone.values()}
         settings = rt.settings
         self.batch_size = settings.batch_size
         self.infer_q: queue.Queue = queue.Queue(maxsize=max(64, 4 * self.batch_size))
@@ -300,25 +300,11 @@ class _Stages:
 
     # infer ------------------------------------------------------------------------------------
     def _infer_loop(self) -> None:
-        batch: list[Known | Prepared] = []
-        while True:
-            try:
-                item = self.infer_q.get(timeout=0.25)
-            except queue.Empty:
-                item = None
-            if item is _DONE:
-                self._embed_and_pass(batch)
-                self._put(self.commit_q, _DONE)
-                return
-            if item is not None:
-                batch.append(item)
-            if len(batch) >= self.batch_size or (item is None and batch):
-                self._embed_and_pass(batch)
-                batch = []
+        for batch in _batches(self.infer_q, self.batch_size, idle_s=0.25):
+            self._embed_and_pass(batch)
+        self._put(self.commit_q, _DONE)
 
     def _embed_and_pass(self, batch: list[Known | Prepared]) -> None:
-        if not batch:
-            return
         vectors: dict[str, np.ndarray] = {}
         model = self.model
         todo = [r for r in batch if isinstance(r, Prepared) and r.pixels is not None]
@@ -334,26 +320,11 @@ class _Stages:
 
     # commit -----------------------------------------------------------------------------------
     def _commit_loop(self) -> None:
-        pending: list[tuple[list[Known | Prepared], dict[str, np.ndarray]]] = []
-        size = 0
-        while True:
-            try:
-                item = self.commit_q.get(timeout=0.5)
-            except queue.Empty:
-                item = None
-            if item is _DONE:
-                self._commit(pending)
-                return
-            if item is not None:
-                pending.append(item)
-                size += len(item[0])
-            if size >= self.rt.settings.commit_batch_size or (item is None and pending):
-                self._commit(pending)
-                pending, size = [], 0
+        for parts in _batches(self.commit_q, self.rt.settings.commit_batch_size, idle_s=0.5,
+                              weight=lambda part: len(part[0])):
+            self._commit(parts)
 
     def _commit(self, parts: list[tuple[list[Known | Prepared], dict[str, np.ndarray]]]) -> None:
-        if not parts:
-            return
         items = [r for batch, _ in parts for r in batch]
         vectors = {h: v for _, vecs in parts for h, v in vecs.items()}
         assets = [
@@ -367,17 +338,41 @@ class _Stages:
             self.coll.id, assets, files,
             ModelVectors(model.name, model.revision, vectors) if model is not None and vectors else None,
         )
-        gone_assets = {s.asset_id for s in self.plan.gone.values()}
         for r in items:
             if isinstance(r, Prepared) and r.sha256 not in self.seen_hashes:
                 self.report.processed += 1
-            elif not (isinstance(r, Known) and ids[r.sha256] in gone_assets):
+            elif not (isinstance(r, Known) and ids[r.sha256] in self.gone_assets):
                 self.report.exact_duplicates += 1  # moves are counted by _reconcile
             self.seen_hashes.add(r.sha256)
         if model is not None:
             sync_index(self.rt, self.coll, model, {ids[h]: v for h, v in vectors.items()},
                        touched=[ids[r.sha256] for r in items if isinstance(r, Known)])
         self.progress.advance(len(items))
+
+
+def _batches(q: queue.Queue, limit: int, *, idle_s: float,
+             weight: Callable[[Any], int] = lambda _: 1) -> Iterator[list[Any]]:
+    """Group a stage's input into batches of about `limit`; a batch also goes out when the queue has
+    been empty for `idle_s` (a slow producer must not hold finished work back). Ends at _DONE."""
+    batch: list[Any] = []
+    size = 0
+    while True:
+        try:
+            item = q.get(timeout=idle_s)
+        except queue.Empty:
+            if batch:
+                yield batch
+                batch, size = [], 0
+            continue
+        if item is _DONE:
+            if batch:
+                yield batch
+            return
+        batch.append(item)
+        size += weight(item)
+        if size >= limit:
+            yield batch
+            batch, size = [], 0
 
 
 def _drain(q: queue.Queue) -> None:
