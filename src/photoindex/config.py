@@ -9,7 +9,6 @@ names below (`model = "ViT-B-32__openai"`).
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -168,7 +167,7 @@ class Settings(BaseSettings):
     def model_cache_dir(self) -> Path:
         return self.home / "models"
 
-    @cached_property
+    @property
     def prepare_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 

@@ -62,7 +62,7 @@ def ingest(
     """
     rt = runtime()
     if workers:
-        rt.settings.__dict__["prepare_workers"] = workers
+        rt.settings.workers = workers
     with progress_bar(enabled=not as_json) as progress:
         report = run_ingest(rt, paths, collection=collection, progress=progress, embed=not no_embed)
     if as_json:

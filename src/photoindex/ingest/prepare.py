@@ -84,6 +84,8 @@ def init_worker(config: PrepareConfig, *, in_process: bool = False) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     if _config == config and _catalog is not None:
         return
+    if _catalog is not None:
+        _catalog.close()
     _config = config
     _catalog = Catalog.open(config.catalog_url, migrate=False)
 
