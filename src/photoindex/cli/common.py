@@ -80,8 +80,11 @@ def handle_errors(func: F) -> F:
 
 
 class RateColumn(ProgressColumn):
+    """Items per second over the whole phase: commits arrive in bursts, so a windowed rate jumps."""
+
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
+        elapsed = task.finished_time if task.finished else task.elapsed
+        speed = task.completed / elapsed if elapsed else None
         return Text(f"{speed:,.1f}/s" if speed else "–/s", style="progress.data.speed")
 
 

@@ -55,10 +55,15 @@ def ingest(
     as_json: bool = JSON_OPTION,
     show_errors: int = typer.Option(20, "--show-errors", help="How many failed files to list (0: none)."),
 ) -> None:
-    """Ingest photos: hash, read EXIF, make thumbnails, embed for search. Re-running is cheap: unchanged
-    files are skipped without being read, moved files keep their identity, deleted ones are marked missing.
+    """Ingest photos: hashes, EXIF, thumbnails and vectors for search.
+
+    Re-running is cheap: unchanged files are skipped without being read, moved or renamed files keep
+    their identity, deleted ones are marked missing (nothing on disk is ever modified). Bad files are
+    listed with an error code and the run goes on; Ctrl-C keeps what is done.
 
     Formats: JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC/HEIF and RAW (DNG, CR2, CR3, NEF, ARW, RW2, ORF, RAF, …).
+
+    Example: photoindex ingest ~/Pictures /mnt/nas/photos --collection family
     """
     rt = runtime()
     if workers:
