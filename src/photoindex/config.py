@@ -96,6 +96,26 @@ class Settings(BaseSettings):
     follow_symlinks: bool = True
     commit_batch_size: int = Field(default=256, ge=1)
 
+    # jobs, queue and workers
+    redis_url: str | None = Field(
+        default=None, description="Redis URL for the task queue (several machines); default SQLite in the data dir."
+    )
+    worker_threads: int = Field(default=2, ge=1, le=64, description="Tasks a worker process runs at once.")
+    infer_concurrency: int = Field(default=1, ge=1, le=16, description="Inference batches run at once per worker.")
+    task_files: int = Field(default=200, ge=1, description="Files per ingest task.")
+    lease_s: float = Field(default=60.0, ge=2.0, description="A task's lease; renewed every third of it.")
+    max_attempts: int = Field(default=5, ge=1, description="Attempts before a task goes to the dead letters.")
+    retry_base_s: float = Field(default=2.0, ge=0.0, description="First retry delay; doubles each attempt.")
+    retry_max_s: float = Field(default=300.0, ge=0.0)
+    reap_interval_s: float = Field(default=10.0, gt=0.0, description="How often workers repair expired leases.")
+    stale_enqueue_s: float = Field(default=60.0, gt=0.0,
+                                   description="A due task not picked up for this long is handed to the queue again.")
+    watch_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Hot folders that `photoindex watch` follows when given no paths."
+    )
+    watch_settle_s: float = Field(default=2.0, ge=0.0, description="A file is complete when unchanged this long.")
+    watch_poll: bool | None = Field(default=None, description="Force polling (true) or native events (false).")
+
     # vector index
     vector_backend: Literal["exact", "qdrant"] = "exact"
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; ':memory:' for a test double.")
@@ -119,7 +139,7 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("models_path", mode="before")
+    @field_validator("models_path", "watch_roots", mode="before")
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -162,6 +182,10 @@ class Settings(BaseSettings):
     @property
     def thumbnails_dir(self) -> Path:
         return self.home / "thumbnails"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.home / "queue.db"
 
     @property
     def model_cache_dir(self) -> Path:

@@ -35,6 +35,9 @@ class ErrorCode(StrEnum):
     INVALID_NAME = "invalid_name"
     ASSET_NOT_FOUND = "asset_not_found"
     DIMENSION_MISMATCH = "dimension_mismatch"
+    # jobs
+    TASK_FAILED = "task_failed"  # a task gave up after its last attempt (dead letter)
+    JOB_NOT_FOUND = "job_not_found"
     # configuration and everything else
     CONFIG_INVALID = "config_invalid"
     BACKEND_UNAVAILABLE = "backend_unavailable"

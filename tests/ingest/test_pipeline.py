@@ -149,10 +149,10 @@ def test_skips_hidden_system_and_archive_folders_and_survives_symlink_loops(rt_s
 
 
 def test_interrupted_run_commits_what_was_done_and_resumes(rt_sqlite: Runtime, library: Path, monkeypatch) -> None:
-    from photoindex.ingest import pipeline
+    from photoindex.ingest.stages import FileStages
 
     calls = {"n": 0}
-    real_emit = pipeline._Stages._emit
+    real_emit = FileStages._emit
 
     def interrupt_after_two(self, results):  # noqa: ANN001
         calls["n"] += 1
@@ -160,11 +160,11 @@ def test_interrupted_run_commits_what_was_done_and_resumes(rt_sqlite: Runtime, l
             raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
         real_emit(self, results)
 
-    monkeypatch.setattr(pipeline._Stages, "_emit", interrupt_after_two)
+    monkeypatch.setattr(FileStages, "_emit", interrupt_after_two)
     first = ingest(rt_sqlite, [library])
     assert first.interrupted and first.processed == 2
     assert rt_sqlite.catalog.list_jobs()[0]["status"] == "interrupted"
-    monkeypatch.setattr(pipeline._Stages, "_emit", real_emit)
+    monkeypatch.setattr(FileStages, "_emit", real_emit)
     second = ingest(rt_sqlite, [library])
     assert not second.interrupted and second.processed == N - 2 and second.skipped_unchanged == 2
     assert rt_sqlite.catalog.stats(rt_sqlite.collection().id)["vectors"] == {"tiny-clip": N}
@@ -194,7 +194,7 @@ def test_vectors_are_reused_across_collections(rt_sqlite: Runtime, library: Path
 
 def test_a_file_that_kills_its_worker_is_reported_and_the_rest_goes_through(
         tmp_path: Path, models_dir: Path, photos, monkeypatch) -> None:  # noqa: ANN001
-    from photoindex.ingest import pipeline
+    from photoindex.ingest.pool import PreparePool
     from support.crashy import prepare_or_die
 
     root = tmp_path / "many"
@@ -202,7 +202,7 @@ def test_a_file_that_kills_its_worker_is_reported_and_the_rest_goes_through(
     for i in range(20):
         (root / f"{i:02d}.jpg").write_bytes(jpeg_bytes(photos["cat"].rotate(i * 11)))
     (root / "07-crash.jpg").write_bytes(jpeg_bytes(photos["rocket"]))
-    monkeypatch.setattr(pipeline._Stages, "prepare_fn", staticmethod(prepare_or_die))
+    monkeypatch.setattr(PreparePool, "prepare_fn", staticmethod(prepare_or_die))
     runtime = make_runtime(tmp_path / "home", models_dir, workers=2)
     report = ingest(runtime, [root])
     assert [(Path(e.path).name, e.code) for e in report.errors] == [("07-crash.jpg", ErrorCode.DECODER_CRASHED)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 
-from photoindex.ingest.prepare import Result, prepare_many
+from photoindex.ingest.prepare import PrepareConfig, Result, prepare_many
 
 
-def prepare_or_die(paths: list[str]) -> list[Result]:
+def prepare_or_die(paths: list[str], config: PrepareConfig) -> list[Result]:
     if any("crash" in os.path.basename(p) for p in paths):
         os._exit(70)
-    return prepare_many(paths)
+    return prepare_many(paths, config)

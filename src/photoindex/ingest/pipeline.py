@@ -1,63 +1,27 @@
-"""scan → prepare → infer → commit, connected by bounded queues.
+"""Ingest: the scan and reconcile steps, and `ingest()`, the one-shot run of an ingest job.
 
-* scan (this thread): walk the roots, compare (size, mtime_ns) with the catalog; unchanged files are
-  never opened.
-* prepare (a process pool, one process per core): one read per file → hashes → decode with
-  downscale → EXIF → thumbnails → model input (`prepare.py`).
-* infer (one thread; ONNX Runtime releases the GIL): batches model inputs, reuses vectors already
-  computed for the same content, embeds the rest.
-* commit (one thread): batched, idempotent upserts of assets, files and vectors in one transaction
-  per batch, then the vector index.
-
-Each queue is bounded, so a slow stage holds back the ones before it instead of piling up decoded
-images in memory. Ctrl-C stops feeding new files, lets the stages drain what is in flight and
-commits it: the catalog is always consistent and the next run resumes where this one stopped.
+An ingest is a job of tasks (`tasks.py`): scan → files → finalize. `ingest()` submits that job and
+runs an embedded worker on it until it is done, so a one-shot command and a fleet of resident
+workers run exactly the same code. The stages inside a files task are in `stages.py`.
 """
 
 from __future__ import annotations
 
-import math
-import multiprocessing as mp
-import queue
-import threading
+import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
 
 from photoindex.errors import ErrorCode
-from photoindex.ingest.embed import embed_pending, sync_index
-from photoindex.ingest.prepare import Failed, Known, PrepareConfig, Prepared, Result, init_worker, prepare_many
-from photoindex.ingest.scan import ScannedFile, Walker, normalize_path
-from photoindex.ml.clip import ImageTextEmbedder
+from photoindex.ingest.scan import ScannedFile, Walker
+from photoindex.ingest.stages import NullProgress, Progress
 from photoindex.runtime import Runtime
-from photoindex.schemas import CollectionInfo, FileError, IngestReport
-from photoindex.store.catalog import FileRecord, FileState, ModelVectors, NewAsset, folder_range
+from photoindex.schemas import FileError, IngestReport
+from photoindex.store.catalog import FileState, folder_range
+from photoindex.store.jobs import JobStore
 
-INLINE_LIMIT = 4  # fewer files than this are prepared in-process: starting workers would cost more
-_DONE = object()
-
-
-class Progress(Protocol):
-    """What the pipeline tells a progress display. The CLI renders it with Rich."""
-
-    def phase(self, description: str, total: int | None) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
-
-
-class NullProgress:
-    def phase(self, description: str, total: int | None) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
+__all__ = ["NullProgress", "Progress", "ScanPlan", "ingest", "reconcile", "scan"]
 
 
 @dataclass
@@ -75,48 +39,31 @@ def ingest(
     collection: str | None = None,
     progress: Progress | None = None,
     embed: bool = True,
+    priority: int = 0,
 ) -> IngestReport:
-    """Ingest the photos below `roots` into a collection (the active one by default)."""
-    started = time.monotonic()
-    progress = progress or NullProgress()
-    coll = rt.collection(collection)
-    report = IngestReport(collection=coll.name, roots=[normalize_path(r) for r in roots])
-    report.job_id = rt.catalog.start_job("ingest", coll.id, {"roots": report.roots})
-    model: ImageTextEmbedder | None = None
-    if embed:
-        model, notice = rt.try_embedder(rt.model_name(coll), progress=not isinstance(progress, NullProgress))
-        if model is None:
-            report.notices.append(f"{notice}; embeddings stay pending until then")
-        else:
-            rt.bind_model(coll, model)
-            report.model = model.model_id
-    status = "failed"  # what the job says if something unexpected ends the run (it is re-raised)
+    """Ingest the photos below `roots` into a collection (the active one by default), here and now."""
+    from photoindex.ingest.tasks import job_report, submit_ingest
+    from photoindex.jobs.worker import Worker
+
+    job_id = submit_ingest(rt, list(roots), collection=collection, embed=embed, priority=priority)
+    jobs = JobStore(rt.catalog)
+    worker = Worker(rt, progress=progress)
     try:
-        plan = scan(rt, report, progress)
-        _Stages(rt, coll, model, report, progress, plan).run(plan.todo)
-        _reconcile(rt, report, plan)
-        if model is not None:
-            report.embedded += embed_pending(rt, coll, model, progress)
-        status = "completed"
+        if embed:  # fetch the model up front (first run), with the user's progress display
+            rt.try_embedder(rt.model_name(rt.collection(collection)),
+                            progress=not isinstance(progress or NullProgress(), NullProgress))
+        worker.run_job(job_id)
     except KeyboardInterrupt:
-        report.interrupted = True
-        status = "interrupted"
+        jobs.set_job(job_id, status="interrupted", only_if=("queued", "running"))
     finally:
-        report.embeddings_pending = rt.catalog.count_assets_needing_vectors(
-            coll.id, model.name if model else rt.model_name(coll), model.revision if model else None)
-        report.failed = len(report.errors)
-        report.elapsed_s = round(time.monotonic() - started, 3)
-        rt.catalog.finish_job(report.job_id, status, report.model_dump(mode="json"), _counts(report))
-    return report
-
-
-def _counts(report: IngestReport) -> dict[str, int]:
-    return report.model_dump(include={"files_seen", "processed", "skipped_unchanged", "exact_duplicates",
-                                      "moved", "missing", "failed", "embedded", "embeddings_pending"})
+        worker.close()
+    return job_report(rt, job_id)
 
 
 # -- scan ---------------------------------------------------------------------------------------------
-def scan(rt: Runtime, report: IngestReport, progress: Progress) -> ScanPlan:
+def scan(rt: Runtime, report: IngestReport, progress: Progress, *, min_age_s: float | None = None) -> ScanPlan:
+    """Walk the roots and compare them with the catalog. `min_age_s` leaves out files modified more
+    recently than that (a hot-folder scan must not catch a neighbour that is still being written)."""
     settings = rt.settings
     coll = rt.collection(report.collection)
     walker = Walker.from_names(settings.exclude_dirs, archive_dir_name=settings.archive_dir_name,
@@ -133,9 +80,11 @@ def scan(rt: Runtime, report: IngestReport, progress: Progress) -> ScanPlan:
         report.errors.append(FileError(path=path, code=code, message=message))
 
     seen: set[str] = set()
-    progress.phase("scanning", None)
+    young_before = time.time_ns() - int((min_age_s or 0) * 1e9)
     for f in walker.walk(report.roots, on_error):
         seen.add(f.path)
+        if min_age_s and f.mtime_ns > young_before:
+            continue  # still being written: its own change event brings it in later
         report.files_seen += 1
         progress.advance()
         state = known.get(f.path)
@@ -158,226 +107,13 @@ def scan(rt: Runtime, report: IngestReport, progress: Progress) -> ScanPlan:
     return plan
 
 
-def _reconcile(rt: Runtime, report: IngestReport, plan: ScanPlan) -> None:
-    """Files gone from disk: a gone path whose content now lives at another path was moved (its row
-    goes, the asset stays, with the new path); the rest are marked missing."""
-    if plan.reappeared:
-        rt.catalog.set_missing(plan.reappeared, missing=False)
-    if not plan.gone:
-        return
-    now = rt.catalog.file_states(rt.collection(report.collection).id, plan.folders)
-    live = {s.asset_id for p, s in now.items() if p not in plan.gone and not s.missing}
-    moved = [s for s in plan.gone.values() if s.asset_id in live]
-    missing = [s.id for s in plan.gone.values() if s.asset_id not in live]
+def reconcile(rt: Runtime, gone: dict[str, FileState], linked_assets: set[int]) -> tuple[set[int], int]:
+    """Files gone from disk. A gone path whose content this job linked at a new path was moved: its
+    row goes, the asset stays, with the new path. The rest are marked missing (never deleted: the
+    drive may come back). Idempotent. Returns (moved asset ids, files marked missing)."""
+    still_gone = {p: s for p, s in gone.items() if not os.path.exists(p)}
+    moved = [s for s in still_gone.values() if s.asset_id in linked_assets]
+    missing = [s.id for s in still_gone.values() if s.asset_id not in linked_assets]
     rt.catalog.delete_files([s.id for s in moved])
     rt.catalog.set_missing(missing)
-    report.moved += len({s.asset_id for s in moved})
-    report.missing += len(missing)
-
-
-# -- prepare / infer / commit -----------------------------------------------------------------------
-class _Stages:
-    def __init__(self, rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder | None,
-                 report: IngestReport, progress: Progress, plan: ScanPlan) -> None:
-        self.rt, self.coll, self.model, self.report, self.progress = rt, coll, model, report, progress
-        self.gone_assets = {s.asset_id for s in plan.gone.values()}
-        settings = rt.settings
-        self.batch_size = settings.batch_size
-        self.infer_q: queue.Queue = queue.Queue(maxsize=max(64, 4 * self.batch_size))
-        self.commit_q: queue.Queue = queue.Queue(maxsize=8)
-        self.failure: BaseException | None = None
-        self.seen_hashes: set[str] = set()
-        self.config = PrepareConfig(
-            catalog_url=settings.resolved_catalog_url, collection_id=coll.id,
-            thumbnails_dir=settings.thumbnails_dir, thumbnail_sizes=tuple(settings.thumbnail_sizes),
-            thumbnail_quality=settings.thumbnail_quality, max_file_bytes=settings.max_file_bytes,
-            max_image_pixels=settings.max_image_pixels, raw_preview_min=settings.raw_preview_min_size,
-            preprocess=model.preprocess if model else None,
-        )
-
-    def run(self, todo: list[ScannedFile]) -> None:
-        if not todo:
-            return
-        self.progress.phase("ingesting", len(todo))
-        threads = [threading.Thread(target=self._guard(self._infer_loop), name="infer", daemon=True),
-                   threading.Thread(target=self._guard(self._commit_loop), name="commit", daemon=True)]
-        for t in threads:
-            t.start()
-        try:
-            self._feed([f.path for f in todo])
-        finally:
-            # Drain: whatever was prepared is embedded and committed, also after Ctrl-C.
-            self._put(self.infer_q, _DONE)
-            for t in threads:
-                t.join()
-        if self.failure is not None:
-            raise self.failure
-
-    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                loop()
-            except BaseException as exc:  # surfaced by run(); the other stages stop at their next item
-                self.failure = exc
-                _drain(self.infer_q)
-                self._put(self.commit_q, _DONE)
-        return run
-
-    def _put(self, q: queue.Queue, item: object) -> None:
-        """Block while the next stage is busy (backpressure), but not once a stage has failed: then
-        nothing downstream may be left to take the item."""
-        while True:
-            try:
-                q.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                if self.failure is not None:
-                    return
-
-    # prepare ----------------------------------------------------------------------------------
-    prepare_fn: Callable[[list[str]], list[Result]] = staticmethod(prepare_many)
-
-    def _feed(self, paths: list[str]) -> None:
-        workers = self.rt.settings.prepare_workers
-        if len(paths) < INLINE_LIMIT or workers == 1:
-            init_worker(self.config, in_process=True)
-            for path in paths:
-                self._emit(prepare_many([path]))
-                if self.failure is not None:
-                    return
-            return
-        size = max(1, min(16, math.ceil(len(paths) / (workers * 4))))
-        todo = deque(paths[i : i + size] for i in range(0, len(paths), size))
-        # Files that were in a worker when it died (a native decoder crash, the OOM killer): each is
-        # retried alone, so the one that kills its worker again is reported and the rest go through.
-        suspects: deque[list[str]] = deque()
-        inflight: dict[Future, list[str]] = {}
-        pool = self._new_pool(workers)
-        try:
-            while (todo or suspects or inflight) and self.failure is None:
-                if suspects:
-                    if not inflight:
-                        chunk = suspects.popleft()
-                        inflight[pool.submit(self.prepare_fn, chunk)] = chunk
-                else:
-                    while todo and len(inflight) < 2 * workers:  # bounded: two chunks per worker
-                        chunk = todo.popleft()
-                        inflight[pool.submit(self.prepare_fn, chunk)] = chunk
-                done, _ = wait(inflight, timeout=1.0, return_when=FIRST_COMPLETED)
-                broken = False
-                for fut in done:
-                    chunk = inflight.pop(fut)
-                    try:
-                        self._emit(fut.result())
-                    except BrokenProcessPool:
-                        broken = True
-                        if len(chunk) == 1 and not inflight:
-                            self._emit([Failed(chunk[0], ErrorCode.DECODER_CRASHED,
-                                               "the decoder process died on this file (damaged or hostile data)")])
-                        else:
-                            suspects.extend([p] for p in chunk)
-                if broken:
-                    suspects.extend([p] for chunk in inflight.values() for p in chunk)
-                    inflight.clear()
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = self._new_pool(workers)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
-        ctx = mp.get_context("forkserver")  # workers start clean, not as forks of a threaded process
-        ctx.set_forkserver_preload(["photoindex.ingest.prepare"])
-        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
-                                   initargs=(self.config,))
-
-    def _emit(self, results: Iterable[Result]) -> None:
-        for r in results:
-            if isinstance(r, Failed):
-                self.report.errors.append(FileError(path=r.path, code=r.code, message=r.message))
-                self.progress.advance()
-            else:
-                self._put(self.infer_q, r)
-
-    # infer ------------------------------------------------------------------------------------
-    def _infer_loop(self) -> None:
-        for batch in _batches(self.infer_q, self.batch_size, idle_s=0.25):
-            self._embed_and_pass(batch)
-        self._put(self.commit_q, _DONE)
-
-    def _embed_and_pass(self, batch: list[Known | Prepared]) -> None:
-        vectors: dict[str, np.ndarray] = {}
-        model = self.model
-        todo = [r for r in batch if isinstance(r, Prepared) and r.pixels is not None]
-        if model is not None and todo:
-            vectors = self.rt.catalog.vectors_by_sha256([r.sha256 for r in todo], model.name, model.revision)
-            self.report.embeddings_reused += len({r.sha256 for r in todo} & vectors.keys())
-            fresh = list({r.sha256: r for r in todo if r.sha256 not in vectors}.values())
-            if fresh:
-                out = model.embed_images(np.stack([r.pixels for r in fresh]))
-                vectors.update({r.sha256: out[i] for i, r in enumerate(fresh)})
-                self.report.embedded += len(fresh)
-        self._put(self.commit_q, (batch, vectors))
-
-    # commit -----------------------------------------------------------------------------------
-    def _commit_loop(self) -> None:
-        for parts in _batches(self.commit_q, self.rt.settings.commit_batch_size, idle_s=0.5,
-                              weight=lambda part: len(part[0])):
-            self._commit(parts)
-
-    def _commit(self, parts: list[tuple[list[Known | Prepared], dict[str, np.ndarray]]]) -> None:
-        items = [r for batch, _ in parts for r in batch]
-        vectors = {h: v for _, vecs in parts for h, v in vecs.items()}
-        assets = [
-            NewAsset(sha256=r.sha256, sha1=r.sha1, bytes=r.size, mime=r.mime, width=r.width, height=r.height,
-                     exif=r.exif)
-            for r in items if isinstance(r, Prepared)
-        ]
-        files = [FileRecord(path=r.path, size=r.size, mtime_ns=r.mtime_ns, sha256=r.sha256) for r in items]
-        model = self.model
-        ids = self.rt.catalog.commit_batch(
-            self.coll.id, assets, files,
-            ModelVectors(model.name, model.revision, vectors) if model is not None and vectors else None,
-        )
-        for r in items:
-            if isinstance(r, Prepared) and r.sha256 not in self.seen_hashes:
-                self.report.processed += 1
-            elif not (isinstance(r, Known) and ids[r.sha256] in self.gone_assets):
-                self.report.exact_duplicates += 1  # moves are counted by _reconcile
-            self.seen_hashes.add(r.sha256)
-        if model is not None:
-            sync_index(self.rt, self.coll, model, {ids[h]: v for h, v in vectors.items()},
-                       touched=[ids[r.sha256] for r in items if isinstance(r, Known)])
-        self.progress.advance(len(items))
-
-
-def _batches(q: queue.Queue, limit: int, *, idle_s: float,
-             weight: Callable[[Any], int] = lambda _: 1) -> Iterator[list[Any]]:
-    """Group a stage's input into batches of about `limit`; a batch also goes out when the queue has
-    been empty for `idle_s` (a slow producer must not hold finished work back). Ends at _DONE."""
-    batch: list[Any] = []
-    size = 0
-    while True:
-        try:
-            item = q.get(timeout=idle_s)
-        except queue.Empty:
-            if batch:
-                yield batch
-                batch, size = [], 0
-            continue
-        if item is _DONE:
-            if batch:
-                yield batch
-            return
-        batch.append(item)
-        size += weight(item)
-        if size >= limit:
-            yield batch
-            batch, size = [], 0
-
-
-def _drain(q: queue.Queue) -> None:
-    try:
-        while True:
-            q.get_nowait()
-    except queue.Empty:
-        pass
+    return {s.asset_id for s in moved}, len(missing)

@@ -1,8 +1,8 @@
 """The CPU stage of ingest, run in worker processes: one read → hashes → (known content? done) →
 decode with downscale → EXIF → thumbnails → model input.
 
-Everything a worker needs arrives once, in `PrepareConfig`, when the process starts; each call then
-handles a few files and returns plain picklable results. Errors become `Failed` results with a code,
+Each call carries its `PrepareConfig` (a resident worker serves several collections and models) and
+handles a few files, returning plain picklable results. Errors become `Failed` results with a code,
 never exceptions, so one bad file never stops a run.
 """
 
@@ -71,28 +71,25 @@ class Failed:
 
 Result = Known | Prepared | Failed
 
-_config: PrepareConfig | None = None
-_catalog: Catalog | None = None
+_catalogs: dict[str, Catalog] = {}
 
 
-def init_worker(config: PrepareConfig, *, in_process: bool = False) -> None:
-    """Process-pool initializer (or, for a handful of files, set-up in the calling process). Ctrl-C is
-    the parent's to handle: pool workers ignore it so that the parent can stop feeding them and
-    commit what is done."""
-    global _config, _catalog
-    if not in_process:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if _config == config and _catalog is not None:
-        return
-    if _catalog is not None:
-        _catalog.close()
-    _config = config
-    _catalog = Catalog.open(config.catalog_url, migrate=False)
+def init_worker() -> None:
+    """Process-pool initializer. Ctrl-C is the parent's to handle: pool workers ignore it so that the
+    parent can stop feeding them and commit what is done."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def prepare_many(paths: list[str]) -> list[Result]:
-    assert _config is not None and _catalog is not None, "init_worker was not called"
-    return [prepare_one(p, _config, _catalog) for p in paths]
+def _catalog_for(url: str) -> Catalog:
+    """One catalog connection per process and URL (a resident worker serves several collections)."""
+    if url not in _catalogs:
+        _catalogs[url] = Catalog.open(url, migrate=False)
+    return _catalogs[url]
+
+
+def prepare_many(paths: list[str], config: PrepareConfig) -> list[Result]:
+    catalog = _catalog_for(config.catalog_url)
+    return [prepare_one(p, config, catalog) for p in paths]
 
 
 def prepare_one(path: str, config: PrepareConfig, catalog: Catalog) -> Result:

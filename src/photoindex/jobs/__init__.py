@@ -1,0 +1,1 @@
+"""Jobs: durable tasks with leases, retries and dead letters; the queue transport; resident workers."""
