@@ -8,6 +8,7 @@ exist, and skip the PostgreSQL variants when they don't — except under CI, whe
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -42,6 +43,29 @@ def pg_url() -> str | None:
     if not url and os.environ.get("CI"):
         pytest.fail("PostgreSQL tests need PHOTOINDEX_TEST_PG_URL under CI (.ci/run starts the server)")
     return url
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> str | None:
+    url = os.environ.get("PHOTOINDEX_TEST_REDIS_URL")
+    if not url and shutil.which("redis-server"):
+        out = subprocess.run(["bash", str(REPO / ".ci" / "redis.sh")], capture_output=True, text=True)
+        if out.returncode == 0 and "PHOTOINDEX_TEST_REDIS_URL=" in out.stdout:
+            url = out.stdout.strip().split("PHOTOINDEX_TEST_REDIS_URL=", 1)[1]
+    if not url and os.environ.get("CI"):
+        pytest.fail("Redis tests need PHOTOINDEX_TEST_REDIS_URL under CI (.ci/run starts the server)")
+    return url
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str | None) -> str:
+    """A Redis URL whose database is empty (flushed) for this test."""
+    if not redis_server_url:
+        pytest.skip("no Redis server (set PHOTOINDEX_TEST_REDIS_URL or install Debian's redis-server)")
+    import redis
+
+    redis.Redis.from_url(redis_server_url).flushdb()
+    return redis_server_url
 
 
 def fresh_pg_database(base_url: str) -> tuple[str, callable]:

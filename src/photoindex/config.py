@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the catalog; default SQLite in the data directory. "
         "PostgreSQL: postgresql+psycopg://user:pass@host/db",
     )
+    thumbnails_path: Path | None = Field(
+        default=None, description="Where thumbnails go (default HOME/thumbnails); shared storage for several machines."
+    )
     models_path: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Extra folders searched for models before the model cache (os.pathsep-separated).",
@@ -181,7 +184,7 @@ class Settings(BaseSettings):
 
     @property
     def thumbnails_dir(self) -> Path:
-        return self.home / "thumbnails"
+        return self.thumbnails_path or self.home / "thumbnails"
 
     @property
     def queue_path(self) -> Path:

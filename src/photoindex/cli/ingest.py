@@ -10,6 +10,8 @@ from rich.table import Table
 from photoindex.cli.common import COLLECTION_OPTION, JSON_OPTION, console, emit_json, handle_errors, progress_bar, runtime
 from photoindex.config import config_file_path
 from photoindex.ingest.pipeline import ingest as run_ingest
+from photoindex.ingest.tasks import submit_ingest
+from photoindex.jobs.service import dispatch
 from photoindex.schemas import IngestReport
 
 CONFIG_TEMPLATE = """\
@@ -54,6 +56,9 @@ def ingest(
     workers: int = typer.Option(None, "--workers", "-w", help="Decode processes (default: one per core)."),
     as_json: bool = JSON_OPTION,
     show_errors: int = typer.Option(20, "--show-errors", help="How many failed files to list (0: none)."),
+    detach: bool = typer.Option(False, "--detach", "-d",
+                                help="Only queue the job for resident workers (`photoindex worker`) and print its id."),
+    priority: int = typer.Option(10, "--priority", help="Higher runs first (background rescans use 0)."),
 ) -> None:
     """Ingest photos: hashes, EXIF, thumbnails and vectors for search.
 
@@ -68,8 +73,17 @@ def ingest(
     rt = runtime()
     if workers:
         rt.settings.workers = workers
+    if detach:
+        job_id = submit_ingest(rt, paths, collection=collection, embed=not no_embed, priority=priority)
+        dispatch(rt, job_id)
+        if as_json:
+            emit_json({"job_id": job_id})
+        else:
+            console.print(f"queued job {job_id}: follow it with `photoindex jobs status {job_id} --follow`")
+        return
     with progress_bar(enabled=not as_json) as progress:
-        report = run_ingest(rt, paths, collection=collection, progress=progress, embed=not no_embed)
+        report = run_ingest(rt, paths, collection=collection, progress=progress, embed=not no_embed,
+                            priority=priority)
     if as_json:
         emit_json(report)
     else:

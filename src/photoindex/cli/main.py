@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from photoindex import __version__
-from photoindex.cli import collections, ingest, models, search
+from photoindex.cli import collections, ingest, jobs, models, search
 from photoindex.cli.common import State
 
 app = typer.Typer(
@@ -48,6 +48,8 @@ app.command("status")(ingest.status)
 app.command("search")(search.search)
 app.command("similar")(search.similar)
 app.command("info")(search.info)
+app.command("worker")(jobs.worker)
+app.add_typer(jobs.app, name="jobs")
 app.add_typer(collections.app, name="collections")
 app.add_typer(models.app, name="models")
 

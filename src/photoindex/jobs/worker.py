@@ -118,11 +118,12 @@ class Worker:
         return status
 
     def _after(self, task: ClaimedTask) -> None:
-        """A task left the pending set: release a finalizer that was waiting for it, or close the job."""
-        released = self.jobs.release_finalizers(task.job_id)
-        if released:
-            self._send([(t, task.priority) for t in released])
-        elif self.jobs.pending_count(task.job_id) == 0:
+        """A task left the pending set: send the tasks it created, release a finalizer that was waiting
+        for it, or close the job."""
+        self.jobs.release_finalizers(task.job_id)
+        if self.transport is not None:
+            self._send(self.jobs.unsent(task.job_id))
+        if self.jobs.pending_count(task.job_id) == 0:
             dead = self.jobs.tasks(task.job_id, status="dead", limit=1)
             self.jobs.set_job(task.job_id, status="failed" if dead else "completed", only_if=("queued", "running"))
 

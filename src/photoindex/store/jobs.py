@@ -233,6 +233,13 @@ class JobStore:
             s.execute(update(Task).where(Task.id == task_id, Task.lease_owner == owner, Task.status == "leased")
                       .values(**values))
 
+    def unsent(self, job_id: int) -> list[tuple[int, int]]:
+        """Due tasks of a job that were never handed to the transport (e.g. just created by a scan)."""
+        with self.catalog.session() as s:
+            rows = s.execute(select(Task.id, Task.priority).where(
+                Task.job_id == job_id, *self._claim_where(utcnow()), Task.enqueued_at.is_(None)))
+            return [(int(i), int(p)) for i, p in rows]
+
     def mark_enqueued(self, task_ids: Sequence[int]) -> None:
         with self.catalog.session() as s:
             for chunk in _chunks(list(task_ids)):
