@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -56,6 +57,8 @@ class FilesOutcome(BaseModel):
     embedded: int = 0
     embeddings_reused: int = 0
     errors: list[FileError] = Field(default_factory=list)
+    infer_s: float = 0.0  # time in the model (for the perf log)
+    commit_s: float = 0.0  # time in catalog and index writes
 
 
 def prepare_config(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder | None) -> PrepareConfig:
@@ -146,7 +149,9 @@ class FileStages:
             fresh = list({r.sha256: r for r in todo if r.sha256 not in vectors}.values())
             if fresh:
                 with self.infer_lock:  # the device's concurrency budget, shared by a worker's tasks
+                    started = time.perf_counter()
                     out = model.embed_images(np.stack([r.pixels for r in fresh]))
+                    self.out.infer_s += time.perf_counter() - started
                 vectors.update({r.sha256: out[i] for i, r in enumerate(fresh)})
                 self.out.embedded += len(fresh)
         self._put(self.commit_q, (batch, vectors))
@@ -158,6 +163,7 @@ class FileStages:
             self._commit(parts)
 
     def _commit(self, parts: list[tuple[list[Known | Prepared], dict[str, np.ndarray]]]) -> None:
+        started = time.perf_counter()
         items = [r for batch, _ in parts for r in batch]
         vectors = {h: v for _, vecs in parts for h, v in vecs.items()}
         new = [r for r in items if isinstance(r, Prepared)]
@@ -182,6 +188,7 @@ class FileStages:
         if model is not None:
             sync_index(self.rt, self.coll, model, {ids[h]: v for h, v in vectors.items()},
                        touched=[ids[r.sha256] for r in items if isinstance(r, Known)])
+        self.out.commit_s += time.perf_counter() - started
         self.progress.advance(len(items))
 
 

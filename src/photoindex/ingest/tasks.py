@@ -106,7 +106,9 @@ def run_files(worker: Worker, task: ClaimedTask) -> dict[str, Any]:
         worker.jobs.release(task.id, worker.owner, partial=stages.out.model_dump(mode="json"))
         raise
     result = out.model_dump(mode="json")
-    result["seconds"] = round(time.monotonic() - started, 3)
+    result["files"] = len(p["paths"])
+    result["already_done"] = len(p["paths"]) - len(paths)  # skipped: committed by an earlier attempt
+    result["wall_s"] = round(time.monotonic() - started, 3)
     return result
 
 

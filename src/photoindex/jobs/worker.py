@@ -84,10 +84,12 @@ class Worker:
             self._held.add(task.id)
         started = time.monotonic()
         status = "done"
+        metrics: dict[str, Any] = {}
         try:
             if fn is None:
                 raise PhotoindexError(f"unknown task kind {task.kind!r}", code=ErrorCode.INVALID_REQUEST)
             result = fn(self, task)
+            metrics = {k: v for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)}
             if not self.jobs.complete(task.id, self.owner, result):
                 log.warning("task %s finished after its lease was lost; its effects are idempotent", task.id)
             self.done += 1
@@ -114,7 +116,8 @@ class Worker:
             with self._held_lock:
                 self._held.discard(task.id)
             self._perf({"task": task.id, "job": task.job_id, "kind": task.kind, "status": status,
-                        "attempt": task.attempts, "seconds": round(time.monotonic() - started, 4)})
+                        "attempt": task.attempts, **metrics, "seconds": round(time.monotonic() - started, 4),
+                        "queue_depth": self.transport.pending() if self.transport else None})
         return status
 
     def _after(self, task: ClaimedTask) -> None:
