@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from photoindex.store.catalog import Catalog
+from support.databases import fresh_pg_database
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,23 +65,6 @@ def redis_url(redis_server_url: str | None) -> str:
 
     redis.Redis.from_url(redis_server_url).flushdb()
     return redis_server_url
-
-
-def fresh_pg_database(base_url: str) -> tuple[str, callable]:
-    """Create an empty database next to `base_url`; returns its URL and a function that drops it."""
-    import psycopg
-
-    url = make_url(base_url)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     )
     watch_settle_s: float = Field(default=2.0, ge=0.0, description="A file is complete when unchanged this long.")
     watch_poll: bool | None = Field(default=None, description="Force polling (true) or native events (false).")
+    watch_poll_interval_s: float = Field(default=1.0, gt=0.0, description="Polling period (network mounts).")
 
     # vector index
     vector_backend: Literal["exact", "qdrant"] = "exact"

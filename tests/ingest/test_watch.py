@@ -153,10 +153,11 @@ def test_a_file_written_slowly_is_reported_once_when_finished(
     target = lib / "in" / "IMG_0001.JPG"
     chunk = b"\x00" * 4096
     with open(target, "wb") as fh:
-        for _ in range(10):  # 1.5 s of writing, each pause shorter than settle_s
+        for i in range(10):  # 1.5 s of writing, each pause shorter than settle_s
+            if i:
+                time.sleep(0.15)
             fh.write(chunk)
             fh.flush()
-            time.sleep(0.15)
     finished = time.monotonic()
     final_size = target.stat().st_size
 

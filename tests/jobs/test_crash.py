@@ -24,6 +24,7 @@ from PIL import Image
 from photoindex.ml.testing import build_tiny_clip
 from photoindex.store.catalog import Catalog
 from photoindex.store.jobs import JobStore
+from support.databases import fresh_pg_database
 
 FILES = 2000
 EXE = str(Path(sys.executable).parent / "photoindex")
@@ -164,8 +165,6 @@ def test_sigkill_sqlite_and_sqlitehuey(tmp_path: Path) -> None:
 def test_sigkill_postgres_and_redis_two_machines(tmp_path: Path, pg_url: str | None, redis_url: str) -> None:
     """Two 'machines': separate data directories and working directories, one PostgreSQL catalog, one
     Redis queue, shared thumbnail storage. Both must take part in the job."""
-    from conftest import fresh_pg_database
-
     if not pg_url:
         pytest.skip("no PostgreSQL server")
     url, drop = fresh_pg_database(pg_url)
@@ -192,8 +191,6 @@ def homes_that_worked(tmp: Path, job_id: int, homes: tuple[str, ...]) -> dict[st
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_workers_on_postgres_and_redis_split_one_job(tmp_path: Path, pg_url: str | None, redis_url: str) -> None:
-    from conftest import fresh_pg_database
-
     if not pg_url:
         pytest.skip("no PostgreSQL server")
     url, drop = fresh_pg_database(pg_url)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from photoindex import __version__
-from photoindex.cli import collections, ingest, jobs, models, search
+from photoindex.cli import collections, ingest, jobs, models, search, watch
 from photoindex.cli.common import State
 
 app = typer.Typer(
@@ -49,6 +49,7 @@ app.command("search")(search.search)
 app.command("similar")(search.similar)
 app.command("info")(search.info)
 app.command("worker")(jobs.worker)
+app.command("watch")(watch.watch)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(collections.app, name="collections")
 app.add_typer(models.app, name="models")

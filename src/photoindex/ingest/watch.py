@@ -188,6 +188,13 @@ class _Root:
     forced_polling: bool = False  # native watching failed here; poll from now on
 
 
+def _out_of_inotify_resources(exc: BaseException) -> bool:
+    """Whether native watching failed for lack of inotify watches or instances (polling helps then;
+    with other errors, such as a file name that is not UTF-8, the native watch is simply restarted)."""
+    text = str(exc).lower()
+    return any(s in text for s in ("watch limit", "too many open files", "no space left", "max_user_"))
+
+
 def _dir_ident(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -246,11 +253,10 @@ class FolderWatcher:
         self._queue: queue.Queue[tuple] = queue.Queue()
         self._stop = threading.Event()
         # state owned by the run loop
-        self._known_dirs: set[str] = set()
+        self._known_dirs: dict[str, set[str]] = {}  # folder -> its known subfolders
         self._pending: dict[str, _Pending] = {}
         self._changed: dict[str, str] = {}  # path -> root
         self._removed: dict[str, str] = {}  # path -> root
-        self._removed_dirs: set[str] = set()
         self._ready_since: float | None = None
         self._last_event = 0.0
         self._next_settle_check = 0.0
@@ -317,8 +323,7 @@ class FolderWatcher:
         root.active = False
         root.ready = False
         root.thread_stop.set()
-        prefix = root.path.rstrip("/") + "/"
-        self._known_dirs = {d for d in self._known_dirs if not d.startswith(prefix) and d != root.path}
+        self._forget_dir(root.path)
         for path in [p for p, entry in self._pending.items() if entry.root == root.path]:
             del self._pending[path]
 
@@ -483,13 +488,13 @@ class FolderWatcher:
     def _root_failed(self, root: _Root, exc: BaseException) -> None:
         self._stop_root(root)
         root.failures += 1
-        if not root.polling and self.options.poll is None and not root.forced_polling:
+        if not root.polling and self.options.poll is None and _out_of_inotify_resources(exc):
             root.forced_polling = True
             logger.warning("cannot watch %s with file-system events (%s); polling it instead", root.path, exc)
             root.retry_at = time.monotonic()
         else:
             delay = min(60.0, self.options.poll_interval_s * 2 ** min(root.failures, 6))
-            logger.warning("watching %s failed (%s); retrying in %.0f s", root.path, exc, delay)
+            logger.warning("watching %s failed (%s); retrying in %.1f s", root.path, exc, delay)
             root.retry_at = time.monotonic() + delay
         # events may have been lost: the restart (_check_roots) asks for a catch-up of the root
         self._next_root_check = min(self._next_root_check, root.retry_at)
@@ -548,6 +553,8 @@ class FolderWatcher:
                 continue
             if self._excluded_location(root.path, path):
                 continue
+            if not self.walker.follow_symlinks and os.path.islink(path):
+                continue
             try:
                 st: os.stat_result | None = os.stat(path)
             except OSError:
@@ -583,22 +590,20 @@ class FolderWatcher:
         """A folder appeared (created, or moved in with its contents, which make no events of their
         own): remember its folders and treat each photo in it as new."""
         self._last_event = now
-        self._removed_dirs.discard(path)
         self._removed.pop(path, None)
         for folder, files in self._walk_new(path):
-            self._known_dirs.add(folder)
+            self._remember_dir(folder)
             for file_path, st in files:
                 self._on_file_activity(root, file_path, st, now)
 
     def _on_deleted(self, root: str, path: str, now: float) -> None:
         if path in self._known_dirs:
             prefix = path + "/"
-            self._known_dirs = {d for d in self._known_dirs if d != path and not d.startswith(prefix)}
+            self._forget_dir(path)
             for inside in [p for p in self._pending if p.startswith(prefix)]:
                 del self._pending[inside]
             for inside in [p for p in self._changed if p.startswith(prefix)]:
                 del self._changed[inside]
-            self._removed_dirs.add(path)
         elif is_candidate(path):
             self._pending.pop(path, None)
             self._changed.pop(path, None)
@@ -649,7 +654,7 @@ class FolderWatcher:
 
     def _emit(self) -> None:
         changed, removed = self._changed, self._removed
-        self._changed, self._removed, self._removed_dirs = {}, {}, set()
+        self._changed, self._removed = {}, {}
         self._ready_since = None
         active = {path for path, root in self._roots.items() if root.active}
         folders: set[str] = set()
@@ -697,7 +702,7 @@ class FolderWatcher:
                     len(batch.changed), len(batch.removed))
         try:
             self.on_batch(batch)
-        except Exception:  # noqa: BLE001 — one failed hand-off must not end the watch
+        except Exception:  # one failed hand-off must not end the watch
             logger.exception("handling a change batch failed; its folders are rescanned at the next catch-up")
 
     # walking --------------------------------------------------------------------------------------
@@ -705,7 +710,24 @@ class FolderWatcher:
     def _index_dirs(self, root: str) -> None:
         """Remember the folders below a root, so that a deleted folder is known for what it was."""
         for folder, _files in self._walk(root, with_files=False):
-            self._known_dirs.add(folder)
+            self._remember_dir(folder)
+
+    def _remember_dir(self, folder: str) -> None:
+        self._known_dirs.setdefault(folder, set())
+        parent = self._known_dirs.get(os.path.dirname(folder))
+        if parent is not None and folder != os.path.dirname(folder):
+            parent.add(folder)
+
+    def _forget_dir(self, folder: str) -> None:
+        """Forget a folder and everything known below it (in time proportional to that subtree)."""
+        parent = self._known_dirs.get(os.path.dirname(folder))
+        if parent is not None:
+            parent.discard(folder)
+        stack = [folder]
+        while stack:
+            children = self._known_dirs.pop(stack.pop(), None)
+            if children:
+                stack.extend(children)
 
     def _walk_new(self, top: str) -> Iterable[tuple[str, list[tuple[str, os.stat_result]]]]:
         return self._walk(top, with_files=True)

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from photoindex.config import config_file_path, load_settings
 from photoindex.errors import ErrorCode, PhotoindexError
 from photoindex.ingest.pool import PreparePool
@@ -228,7 +230,10 @@ class Worker:
             log.warning("%s", notice)
             return
         started = time.monotonic()
-        model.warmup()
+        # A full batch of synthetic photos: sessions allocate for the batch size before real work arrives.
+        size = model.preprocess.size
+        model.embed_images(np.random.default_rng(0).integers(0, 256, (model.batch_size, size, size, 3), np.uint8))
+        model.embed_texts(["a photo"])
         self._perf({"event": "warmup", "model": model.model_id, "seconds": round(time.monotonic() - started, 3)})
 
     def _watch_config(self) -> None:
