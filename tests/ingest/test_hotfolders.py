@@ -14,6 +14,7 @@ import pytest
 from photoindex.ingest.hotfolders import HotFolders
 from photoindex.ingest.scan import normalize_path
 from photoindex.runtime import Runtime
+from photoindex.store.jobs import JobStore
 from support.library import LIBRARY, jpeg_bytes
 from support.runtime import make_runtime
 
@@ -71,6 +72,6 @@ def test_hot_folder_follows_writes_moves_and_deletes(tmp_path: Path, models_dir:
         stop.set()
         thread.join(timeout=30)
     assert not thread.is_alive()
-    statuses = {j["id"]: j["status"] for j in rt.catalog.list_jobs(limit=100)}
+    statuses = {j["id"]: j["status"] for j in JobStore(rt.catalog).list_jobs(limit=100)}
     assert hot.submitted and all(statuses[j] == "completed" for j in hot.submitted)
     rt.close()

@@ -13,6 +13,7 @@ from photoindex.ingest.pipeline import ingest
 from photoindex.ingest.scan import normalize_path
 from photoindex.media.thumbnails import thumbnail_path
 from photoindex.runtime import Runtime
+from photoindex.store.jobs import JobStore
 from support.library import LIBRARY, jpeg_bytes
 from support.runtime import make_runtime
 
@@ -40,7 +41,7 @@ def test_first_ingest_catalogs_thumbnails_and_embeds(rt: Runtime, library: Path)
         thumb = thumbnail_path(rt.settings.thumbnails_dir, rocket.sha256, size)
         with Image.open(thumb) as t:
             assert max(t.size) == min(size, max(rocket.width, rocket.height))
-    [job] = rt.catalog.list_jobs()
+    [job] = JobStore(rt.catalog).list_jobs()
     assert job["status"] == "completed" and job["counts"]["processed"] == N
 
 
@@ -163,7 +164,7 @@ def test_interrupted_run_commits_what_was_done_and_resumes(rt_sqlite: Runtime, l
     monkeypatch.setattr(FileStages, "_emit", interrupt_after_two)
     first = ingest(rt_sqlite, [library])
     assert first.interrupted and first.processed == 2
-    assert rt_sqlite.catalog.list_jobs()[0]["status"] == "interrupted"
+    assert JobStore(rt_sqlite.catalog).list_jobs()[0]["status"] == "interrupted"
     monkeypatch.setattr(FileStages, "_emit", real_emit)
     second = ingest(rt_sqlite, [library])
     assert not second.interrupted and second.processed == N - 2 and second.skipped_unchanged == 2

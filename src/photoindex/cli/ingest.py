@@ -13,6 +13,7 @@ from photoindex.ingest.pipeline import ingest as run_ingest
 from photoindex.ingest.tasks import submit_ingest
 from photoindex.jobs.service import dispatch
 from photoindex.schemas import IngestReport
+from photoindex.store.jobs import JobStore
 
 CONFIG_TEMPLATE = """\
 # photoindex configuration. Every key can also be set as an environment variable PHOTOINDEX_<KEY>.
@@ -125,7 +126,7 @@ def status(collection: str = COLLECTION_OPTION, as_json: bool = JSON_OPTION) -> 
     stats = rt.catalog.stats(coll.id)
     model = rt.registry.status(rt.model_name(coll))
     pending = rt.catalog.count_assets_needing_vectors(coll.id, model.name, model.revision)
-    jobs = rt.catalog.list_jobs(limit=5)
+    jobs = JobStore(rt.catalog).list_jobs(limit=5)
     data = {"collection": coll.name, "home": str(rt.settings.home), **stats, "model": model.name,
             "model_installed": model.installed, "vectors_pending": pending, "recent_jobs": jobs}
     if as_json:

@@ -242,6 +242,9 @@ class Catalog:
             # Bulk deletes in dependency order: faster than ORM cascades and right on both backends.
             for table in (Embedding, File, Asset):
                 s.execute(delete(table).where(table.collection_id == row.id))
+            # Its unfinished jobs cannot finish any more; the history stays, without the collection.
+            s.execute(update(Job).where(Job.collection_id == row.id, Job.status.in_(("queued", "running", "paused")))
+                      .values(status="cancelled", finished_at=utcnow()))
             s.execute(update(Job).where(Job.collection_id == row.id).values(collection_id=None))
             s.delete(row)
             if self._active_name(s) == name:
@@ -538,28 +541,6 @@ class Catalog:
                 .group_by(Embedding.model)).all())
         return {"assets": int(assets or 0), "files": int(files or 0), "missing_files": int(missing or 0),
                 "bytes": int(total_bytes or 0), "vectors": {k: int(v) for k, v in by_model.items()}}
-
-    # -- jobs -------------------------------------------------------------------------------------
-    def start_job(self, kind: str, collection_id: int | None, params: dict[str, Any]) -> int:
-        with self.session() as s:
-            job = Job(kind=kind, collection_id=collection_id, params=params, status="running", counts={}, report={})
-            s.add(job)
-            s.flush()
-            return int(job.id)
-
-    def finish_job(self, job_id: int, status: str, report: dict[str, Any], counts: dict[str, Any] | None = None) -> None:
-        with self.session() as s:
-            s.execute(update(Job).where(Job.id == job_id).values(
-                status=status, report=report, counts=counts or {}, finished_at=utcnow()))
-
-    def list_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
-        with self.session() as s:
-            jobs = s.scalars(select(Job).order_by(Job.id.desc()).limit(limit)).all()
-            return [
-                {"id": j.id, "kind": j.kind, "status": j.status, "collection_id": j.collection_id,
-                 "created_at": j.created_at, "finished_at": j.finished_at, "counts": j.counts, "params": j.params}
-                for j in jobs
-            ]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
