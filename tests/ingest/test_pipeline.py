@@ -209,3 +209,32 @@ def test_a_file_that_kills_its_worker_is_reported_and_the_rest_goes_through(
     assert [(Path(e.path).name, e.code) for e in report.errors] == [("07-crash.jpg", ErrorCode.DECODER_CRASHED)]
     assert report.processed == 20 and report.embedded == 20
     runtime.close()
+
+
+def test_a_task_that_fails_halfway_redoes_only_the_rest(tmp_path: Path, models_dir: Path, photos,
+                                                         monkeypatch) -> None:  # noqa: ANN001
+    from photoindex.ingest.stages import FileStages
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    for i in range(12):
+        (root / f"{i:02d}.jpg").write_bytes(jpeg_bytes(photos["coffee"].rotate(i * 13)))
+    real_commit = FileStages._commit
+    commits = {"n": 0}
+
+    def commit_then_fail(self, parts):  # noqa: ANN001
+        commits["n"] += 1
+        if commits["n"] == 2:
+            raise ConnectionError("database went away")  # after the first batch was committed
+        real_commit(self, parts)
+
+    monkeypatch.setattr(FileStages, "_commit", commit_then_fail)
+    runtime = make_runtime(tmp_path / "home", models_dir, workers=1, batch_size=5, commit_batch_size=5,
+                             retry_base_s=0.05)
+    report = ingest(runtime, [root])
+    assert report.errors == [] and report.processed == 12 and report.embedded == 12
+    [task] = [t for t in JobStore(runtime.catalog).tasks(report.job_id) if t["kind"] == "ingest.files"]
+    assert task["status"] == "done" and task["attempts"] == 2
+    assert task["result"]["already_done"] == 5  # the second attempt skipped what the first committed
+    assert runtime.catalog.stats(runtime.collection().id)["assets"] == 12
+    runtime.close()

@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -59,6 +60,16 @@ class FilesOutcome(BaseModel):
     errors: list[FileError] = Field(default_factory=list)
     infer_s: float = 0.0  # time in the model (for the perf log)
     commit_s: float = 0.0  # time in catalog and index writes
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    """What infer hands to commit."""
+
+    items: list[Known | Prepared]
+    vectors: dict[str, np.ndarray]
+    computed: int
+    reused: int
 
 
 def prepare_config(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder | None) -> PrepareConfig:
@@ -141,11 +152,12 @@ class FileStages:
 
     def _embed_and_pass(self, batch: list[Known | Prepared]) -> None:
         vectors: dict[str, np.ndarray] = {}
+        reused = computed = 0
         model = self.model
         todo = [r for r in batch if isinstance(r, Prepared) and r.pixels is not None]
         if model is not None and todo:
             vectors = self.rt.catalog.vectors_by_sha256([r.sha256 for r in todo], model.name, model.revision)
-            self.out.embeddings_reused += len({r.sha256 for r in todo} & vectors.keys())
+            reused = len({r.sha256 for r in todo} & vectors.keys())
             fresh = list({r.sha256: r for r in todo if r.sha256 not in vectors}.values())
             if fresh:
                 with self.infer_lock:  # the device's concurrency budget, shared by a worker's tasks
@@ -153,19 +165,19 @@ class FileStages:
                     out = model.embed_images(np.stack([r.pixels for r in fresh]))
                     self.out.infer_s += time.perf_counter() - started
                 vectors.update({r.sha256: out[i] for i, r in enumerate(fresh)})
-                self.out.embedded += len(fresh)
-        self._put(self.commit_q, (batch, vectors))
+                computed = len(fresh)
+        self._put(self.commit_q, _Embedded(batch, vectors, computed, reused))
 
     # commit -----------------------------------------------------------------------------------
     def _commit_loop(self) -> None:
         for parts in _batches(self.commit_q, self.rt.settings.commit_batch_size, idle_s=0.5,
-                              weight=lambda part: len(part[0])):
+                              weight=lambda part: len(part.items)):
             self._commit(parts)
 
-    def _commit(self, parts: list[tuple[list[Known | Prepared], dict[str, np.ndarray]]]) -> None:
+    def _commit(self, parts: list[_Embedded]) -> None:
         started = time.perf_counter()
-        items = [r for batch, _ in parts for r in batch]
-        vectors = {h: v for _, vecs in parts for h, v in vecs.items()}
+        items = [r for part in parts for r in part.items]
+        vectors = {h: v for part in parts for h, v in part.vectors.items()}
         new = [r for r in items if isinstance(r, Prepared)]
         # Content another task (or worker) committed meanwhile is a duplicate here, not new.
         existing = self.rt.catalog.assets_by_sha256(self.coll.id, [r.sha256 for r in new]) if new else {}
@@ -188,6 +200,9 @@ class FileStages:
         if model is not None:
             sync_index(self.rt, self.coll, model, {ids[h]: v for h, v in vectors.items()},
                        touched=[ids[r.sha256] for r in items if isinstance(r, Known)])
+        # counted once committed: vectors of a batch that never reached the catalog were not delivered
+        self.out.embedded += sum(part.computed for part in parts)
+        self.out.embeddings_reused += sum(part.reused for part in parts)
         self.out.commit_s += time.perf_counter() - started
         self.progress.advance(len(items))
 

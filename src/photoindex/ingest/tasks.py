@@ -96,14 +96,20 @@ def run_files(worker: Worker, task: ClaimedTask) -> dict[str, Any]:
     paths = _still_to_do(rt, coll.id, p["paths"])
     started = time.monotonic()
     stages = FileStages(rt, coll, model, worker.pool, worker.progress, worker.infer_lock)
-    if task.previous:  # an interrupted attempt: its counts carry over, its files are done
-        stages.out = FilesOutcome.model_validate(_outcome_fields(task.previous))
+    if task.previous:  # an earlier attempt stopped halfway: its committed files count, the rest is redone
+        previous = FilesOutcome.model_validate(_outcome_fields(task.previous))
+        retried = set(paths)
+        previous.errors = [e for e in previous.errors if e.path not in retried]
+        stages.out = previous
     else:
         worker.progress.advance(len(p["paths"]) - len(paths))
     try:
         out = stages.run(paths)
     except KeyboardInterrupt:
         worker.jobs.release(task.id, worker.owner, partial=stages.out.model_dump(mode="json"))
+        raise
+    except Exception:
+        worker.jobs.save_partial(task.id, worker.owner, stages.out.model_dump(mode="json"))
         raise
     result = out.model_dump(mode="json")
     result["files"] = len(p["paths"])
@@ -179,7 +185,8 @@ def job_report(rt: Runtime, job_id: int, *, finalize: dict[str, Any] | None = No
     for dead in jobs.tasks(job_id, status="dead"):
         error = dead["last_error"] or {}
         message = f"gave up after {dead['attempts']} attempts: {error.get('message', 'unknown error')}"
-        for path in jobs.payload(dead["id"]).get("paths", []):
+        paths = jobs.payload(dead["id"]).get("paths", [])
+        for path in _still_to_do(rt, params["collection_id"], paths) if paths else []:
             report.errors.append(FileError(path=path, code=ErrorCode.TASK_FAILED, message=message))
     report.moved = fin.get("moved", 0)
     report.missing = fin.get("missing", 0)

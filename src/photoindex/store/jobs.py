@@ -240,6 +240,12 @@ class JobStore:
                 Task.job_id == job_id, *self._claim_where(utcnow()), Task.enqueued_at.is_(None)))
             return [(int(i), int(p)) for i, p in rows]
 
+    def save_partial(self, task_id: int, owner: str, partial: dict[str, Any]) -> None:
+        """Keep what a failing attempt did, for the report and the next attempt."""
+        with self.catalog.session() as s:
+            s.execute(update(Task).where(Task.id == task_id, Task.lease_owner == owner, Task.status == "leased")
+                      .values(result=partial, updated_at=utcnow()))
+
     def mark_enqueued(self, task_ids: Sequence[int]) -> None:
         with self.catalog.session() as s:
             for chunk in _chunks(list(task_ids)):
