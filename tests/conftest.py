@@ -32,28 +32,28 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+def _service_url(variable: str, script: str, installed: bool) -> str | None:
+    """The server URL from `variable`, or from starting a throwaway server with `.ci/<script>` when its
+    Debian binaries are installed; None when neither (a failure under CI, where .ci/run starts it)."""
+    url = os.environ.get(variable)
+    if not url and installed:
+        out = subprocess.run(["bash", str(REPO / ".ci" / script)], capture_output=True, text=True)
+        if out.returncode == 0 and f"{variable}=" in out.stdout:
+            url = out.stdout.strip().split(f"{variable}=", 1)[1]
+    if not url and os.environ.get("CI"):
+        pytest.fail(f"these tests need {variable} under CI (.ci/run starts the server)")
+    return url
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> str | None:
-    url = os.environ.get("PHOTOINDEX_TEST_PG_URL")
-    if not url and list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
-        out = subprocess.run(["bash", str(REPO / ".ci" / "postgres.sh")], capture_output=True, text=True)
-        if out.returncode == 0 and "PHOTOINDEX_TEST_PG_URL=" in out.stdout:
-            url = out.stdout.strip().split("PHOTOINDEX_TEST_PG_URL=", 1)[1]
-    if not url and os.environ.get("CI"):
-        pytest.fail("PostgreSQL tests need PHOTOINDEX_TEST_PG_URL under CI (.ci/run starts the server)")
-    return url
+    return _service_url("PHOTOINDEX_TEST_PG_URL", "postgres.sh",
+                        bool(list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))))
 
 
 @pytest.fixture(scope="session")
 def redis_server_url() -> str | None:
-    url = os.environ.get("PHOTOINDEX_TEST_REDIS_URL")
-    if not url and shutil.which("redis-server"):
-        out = subprocess.run(["bash", str(REPO / ".ci" / "redis.sh")], capture_output=True, text=True)
-        if out.returncode == 0 and "PHOTOINDEX_TEST_REDIS_URL=" in out.stdout:
-            url = out.stdout.strip().split("PHOTOINDEX_TEST_REDIS_URL=", 1)[1]
-    if not url and os.environ.get("CI"):
-        pytest.fail("Redis tests need PHOTOINDEX_TEST_REDIS_URL under CI (.ci/run starts the server)")
-    return url
+    return _service_url("PHOTOINDEX_TEST_REDIS_URL", "redis.sh", shutil.which("redis-server") is not None)
 
 
 @pytest.fixture

@@ -9,24 +9,13 @@ from PIL import Image
 
 from photoindex.config import Settings
 from photoindex.ml.testing import build_tiny_clip
-
-
-def _photos() -> dict[str, Image.Image]:
-    from skimage import data
-
-    return {
-        "astronaut": Image.fromarray(data.astronaut()),
-        "coffee": Image.fromarray(data.coffee()),
-        "cat": Image.fromarray(data.chelsea()),
-        "rocket": Image.fromarray(data.rocket()),
-        "motorcycle": Image.fromarray(data.stereo_motorcycle()[0]),
-    }
+from support.library import skimage_photos
 
 
 @pytest.fixture(scope="session")
 def photos() -> dict[str, Image.Image]:
     """Real photos shipped inside scikit-image, keyed by a word the tiny model can tie them to."""
-    return _photos()
+    return skimage_photos()
 
 
 @pytest.fixture(scope="session")
