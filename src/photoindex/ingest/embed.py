@@ -20,7 +20,7 @@ from photoindex.schemas import CollectionInfo
 from photoindex.store.vectors import VectorRecord, payload_for
 
 if TYPE_CHECKING:
-    from photoindex.ingest.pipeline import Progress
+    from photoindex.ingest.stages import Progress
     from photoindex.runtime import Runtime
 
 

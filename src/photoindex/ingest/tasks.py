@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from photoindex.errors import ErrorCode
 from photoindex.ingest.embed import embed_pending
-from photoindex.ingest.scan import normalize_path
+from photoindex.ingest.scan import normalize_path, reconcile, scan
 from photoindex.ingest.stages import FileStages, FilesOutcome
 from photoindex.jobs.worker import handler
 from photoindex.runtime import Runtime
@@ -59,8 +59,6 @@ def _model(worker: Worker, coll_name: str, embed: bool) -> tuple[Any, str | None
 
 @handler(SCAN)
 def run_scan(worker: Worker, task: ClaimedTask) -> dict[str, Any]:
-    from photoindex.ingest.pipeline import scan
-
     rt, p = worker.rt, task.payload
     report = IngestReport(collection=p["collection"], roots=p["roots"])
     worker.progress.phase("scanning", None)
@@ -140,8 +138,6 @@ def _still_to_do(rt: Runtime, collection_id: int, paths: list[str]) -> list[str]
 
 @handler(FINALIZE)
 def run_finalize(worker: Worker, task: ClaimedTask) -> dict[str, Any]:
-    from photoindex.ingest.pipeline import reconcile
-
     rt, p = worker.rt, task.payload
     coll = rt.collection(p["collection"])
     gone = {path: FileState(id=fid, asset_id=aid, size=0, mtime_ns=0, missing=False) for path, fid, aid in p["gone"]}
@@ -167,12 +163,12 @@ def job_report(rt: Runtime, job_id: int, *, finalize: dict[str, Any] | None = No
     job = jobs.get_job(job_id)
     params = job["params"]
     report = IngestReport(job_id=job_id, collection=params.get("collection", ""), roots=params.get("roots", []))
-    for scan in jobs.results(job_id, SCAN):
-        report.files_seen += scan.get("files_seen", 0)
-        report.skipped_unchanged += scan.get("skipped_unchanged", 0)
-        report.model = scan.get("model")
-        report.notices += scan.get("notices", [])
-        report.errors += [FileError.model_validate(e) for e in scan.get("errors", [])]
+    for scanned in jobs.results(job_id, SCAN):
+        report.files_seen += scanned.get("files_seen", 0)
+        report.skipped_unchanged += scanned.get("skipped_unchanged", 0)
+        report.model = scanned.get("model")
+        report.notices += scanned.get("notices", [])
+        report.errors += [FileError.model_validate(e) for e in scanned.get("errors", [])]
     fin = finalize if finalize is not None else next(iter(jobs.results(job_id, FINALIZE)), {})
     moved_assets = set(fin.get("moved_assets", []))
     for res in jobs.results(job_id, FILES):
