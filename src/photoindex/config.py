@@ -120,6 +120,27 @@ class Settings(BaseSettings):
     watch_poll: bool | None = Field(default=None, description="Force polling (true) or native events (false).")
     watch_poll_interval_s: float = Field(default=1.0, gt=0.0, description="Polling period (network mounts).")
 
+    # services: REST API and ML inference service
+    api_host: str = Field(default="127.0.0.1", description="`photoindex serve` address; keys are required off loopback.")
+    api_port: int = Field(default=8002, ge=1, le=65535)
+    ml_host: str = Field(default="127.0.0.1", description="`photoindex serve-ml` address.")
+    ml_port: int = Field(default=8001, ge=1, le=65535)
+    ml_url: str | None = Field(
+        default=None,
+        validation_alias=_env("ml_url", "PHOTOINDEX_ML_URL", "ML_INFERENCE_SERVICE_URL"),
+        description="Use a remote ML inference service (serve-ml) instead of in-process models.",
+    )
+    ml_api_key: str | None = Field(default=None, description="Shared key between ingest and the ML service.")
+    ml_batch_size: int | None = Field(default=None, ge=1, description="Overrides the batch size the ML service offers.")
+    require_api_key: bool | None = Field(
+        default=None, description="Require x-api-key (default: only when listening off loopback)."
+    )
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Folders that POST /ingest/scan may read (default: none but uploads)."
+    )
+    upload_max_bytes: int = Field(default=512 * 1024**2, ge=1024, description="Largest accepted upload file.")
+    serve_worker: bool = Field(default=True, description="`serve` also runs queued jobs in-process.")
+
     # vector index
     vector_backend: Literal["exact", "qdrant"] = "exact"
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; ':memory:' for a test double.")
@@ -143,7 +164,7 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("models_path", "watch_roots", mode="before")
+    @field_validator("models_path", "watch_roots", "allowed_roots", mode="before")
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -186,6 +207,10 @@ class Settings(BaseSettings):
     @property
     def thumbnails_dir(self) -> Path:
         return self.thumbnails_path or self.home / "thumbnails"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.home / "uploads"
 
     @property
     def queue_path(self) -> Path:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
+from photoindex import metrics
 from photoindex.errors import ErrorCode
 from photoindex.ingest.prepare import Failed, PrepareConfig, Result, init_worker, prepare_many
 
@@ -61,23 +63,28 @@ class PreparePool:
         todo = deque(paths[i : i + size] for i in range(0, len(paths), size))
         suspects: deque[list[str]] = deque()
         inflight: dict[Future, list[str]] = {}
+        started: dict[Future, float] = {}  # chunk latency, queueing included (what backpressure costs)
         pool = self._executor()
         try:
             while (todo or suspects or inflight) and not stop():
                 if suspects:  # one at a time, so a crash names its file
                     if not inflight:
                         chunk = suspects.popleft()
-                        inflight[pool.submit(self.prepare_fn, chunk, config)] = chunk
+                        fut = pool.submit(self.prepare_fn, chunk, config)
+                        inflight[fut], started[fut] = chunk, time.perf_counter()
                 else:
                     while todo and len(inflight) < 2 * self.processes:
                         chunk = todo.popleft()
-                        inflight[pool.submit(self.prepare_fn, chunk, config)] = chunk
+                        fut = pool.submit(self.prepare_fn, chunk, config)
+                        inflight[fut], started[fut] = chunk, time.perf_counter()
                 done, _ = wait(inflight, timeout=1.0, return_when=FIRST_COMPLETED)
                 broken = False
                 for fut in done:
                     chunk = inflight.pop(fut)
                     try:
-                        emit(fut.result())
+                        results = fut.result()
+                        metrics.stage_seconds.labels("prepare").observe(time.perf_counter() - started.pop(fut, 0.0))
+                        emit(results)
                     except BrokenProcessPool:
                         broken = True
                         if len(chunk) == 1 and not inflight:

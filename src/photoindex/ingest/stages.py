@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
+from photoindex import metrics
 from photoindex.ingest.embed import sync_index
 from photoindex.ingest.pool import PreparePool
 from photoindex.ingest.prepare import Failed, Known, PrepareConfig, Prepared, Result
@@ -140,6 +141,8 @@ class FileStages:
         for r in results:
             if isinstance(r, Failed):
                 self.out.errors.append(FileError(path=r.path, code=r.code, message=r.message))
+                metrics.files_total.labels("failed").inc()
+                metrics.errors_total.labels(str(r.code)).inc()
                 self.progress.advance()
             else:
                 self._put(self.infer_q, r)
@@ -158,12 +161,16 @@ class FileStages:
         if model is not None and todo:
             vectors = self.rt.catalog.vectors_by_sha256([r.sha256 for r in todo], model.name, model.revision)
             reused = len({r.sha256 for r in todo} & vectors.keys())
+            metrics.cache_total.labels("vector", "hit").inc(reused)
+            metrics.cache_total.labels("vector", "miss").inc(len({r.sha256 for r in todo}) - reused)
             fresh = list({r.sha256: r for r in todo if r.sha256 not in vectors}.values())
             if fresh:
                 with self.infer_lock:  # the device's concurrency budget, shared by a worker's tasks
                     started = time.perf_counter()
                     out = model.embed_images(np.stack([r.pixels for r in fresh]))
-                    self.out.infer_s += time.perf_counter() - started
+                    elapsed = time.perf_counter() - started
+                    self.out.infer_s += elapsed
+                    metrics.stage_seconds.labels("infer").observe(elapsed)
                 vectors.update({r.sha256: out[i] for i, r in enumerate(fresh)})
                 computed = len(fresh)
         self._put(self.commit_q, _Embedded(batch, vectors, computed, reused))
@@ -203,7 +210,11 @@ class FileStages:
         # counted once committed: vectors of a batch that never reached the catalog were not delivered
         self.out.embedded += sum(part.computed for part in parts)
         self.out.embeddings_reused += sum(part.reused for part in parts)
-        self.out.commit_s += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self.out.commit_s += elapsed
+        metrics.stage_seconds.labels("commit").observe(elapsed)
+        metrics.files_total.labels("new").inc(sum(isinstance(r, Prepared) for r in items))
+        metrics.files_total.labels("known").inc(sum(isinstance(r, Known) for r in items))
         self.progress.advance(len(items))
 
 

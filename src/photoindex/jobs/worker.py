@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from photoindex import metrics
 from photoindex.config import config_file_path, load_settings
 from photoindex.errors import ErrorCode, PhotoindexError
 from photoindex.ingest.pool import PreparePool
@@ -86,12 +87,12 @@ class Worker:
             self._held.add(task.id)
         started = time.monotonic()
         status = "done"
-        metrics: dict[str, Any] = {}
+        numbers: dict[str, Any] = {}
         try:
             if fn is None:
                 raise PhotoindexError(f"unknown task kind {task.kind!r}", code=ErrorCode.INVALID_REQUEST)
             result = fn(self, task)
-            metrics = {k: v for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            numbers = {k: v for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)}
             if not self.jobs.complete(task.id, self.owner, result):
                 log.warning("task %s finished after its lease was lost; its effects are idempotent", task.id)
             self.done += 1
@@ -115,10 +116,11 @@ class Worker:
             else:
                 self._after(task)
         finally:
+            metrics.tasks_total.labels(task.kind, status).inc()
             with self._held_lock:
                 self._held.discard(task.id)
             self._perf({"task": task.id, "job": task.job_id, "kind": task.kind, "status": status,
-                        "attempt": task.attempts, **metrics, "seconds": round(time.monotonic() - started, 4),
+                        "attempt": task.attempts, **numbers, "seconds": round(time.monotonic() - started, 4),
                         "queue_depth": self.transport.pending() if self.transport else None})
         return status
 
@@ -165,12 +167,27 @@ class Worker:
             held = sorted(self._held)
         if held:
             self.jobs.heartbeat(held, self.owner, self.rt.settings.lease_s)
+        depth = self.transport.pending() if self.transport else -1
+        if depth >= 0:
+            metrics.queue_depth.set(depth)
         self.heartbeat_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.heartbeat_path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"worker": self.owner, "pid": os.getpid(), "time": time.time(), "tasks": held,
                                    "done": self.done, "failed": self.failed,
                                    "queue": self.transport.pending() if self.transport else None}))
         os.replace(tmp, self.heartbeat_path)
+
+    def run_forever(self, stop: threading.Event, idle_s: float = 0.5) -> None:
+        """Take due tasks of any job straight from the catalog until `stop` is set: the in-process worker
+        of `photoindex serve`, which needs no transport (and, with resident workers, shares with them)."""
+        self.stop_event = stop
+        self.start_background(reaper=True)
+        while not stop.is_set():
+            task = self.jobs.claim_next(self.owner, self.rt.settings.lease_s)
+            if task is None:
+                stop.wait(idle_s)
+                continue
+            self._run(task)
 
     def _reap(self) -> None:
         r = self.jobs.reap(stale_enqueue_s=self.rt.settings.stale_enqueue_s)
