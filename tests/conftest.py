@@ -27,7 +27,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     for key in list(os.environ):
         if key.startswith(("PHOTOINDEX_", "QDRANT_")) and not key.startswith("PHOTOINDEX_TEST_"):
             monkeypatch.delenv(key)
-    monkeypatch.delenv("ML_INFERENCE_BATCH_SIZE", raising=False)
+    for seed_name in ("ML_INFERENCE_BATCH_SIZE", "ML_INFERENCE_SERVICE_URL"):
+        monkeypatch.delenv(seed_name, raising=False)
     monkeypatch.setenv("PHOTOINDEX_HOME", str(tmp_path_factory.mktemp("home")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 

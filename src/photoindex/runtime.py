@@ -46,8 +46,14 @@ class Runtime:
         return collection.model or self.settings.model
 
     def embedder(self, name: str) -> ImageTextEmbedder:
-        """Load (once per process) the named image-text model; ModelError with the pull command if absent."""
+        """Load (once per process) the named image-text model; ModelError with the pull command if absent.
+        With `ml_url` set the model is the one a `photoindex serve-ml` service serves (a RemoteEmbedder,
+        which has the same interface)."""
         with self._lock:
+            if name not in self._models and self.settings.ml_url:
+                from photoindex.ml.remote import RemoteEmbedder
+
+                self._models[name] = RemoteEmbedder.from_settings(self.settings, name)  # type: ignore[assignment]
             if name not in self._models:
                 path = self.registry.require(name)
                 self._models[name] = ImageTextEmbedder.load(

@@ -13,7 +13,7 @@ calls: dict[str, int] = {}
 broken = {"on": True}
 
 
-@handler("test.flaky")
+@handler("test.transient")
 def flaky(worker: Worker, task) -> dict:  # noqa: ANN001
     calls[task.key] = calls.get(task.key, 0) + 1
     if calls[task.key] < 3:
@@ -32,7 +32,7 @@ def test_transient_failure_succeeds_after_backoff_and_permanent_one_goes_dead(tm
     rt = make_runtime(tmp_path / "home", None, retry_base_s=0.05, retry_max_s=0.2, max_attempts=3)
     jobs = JobStore(rt.catalog)
     job = jobs.create_job("test", None, {}, tasks=[
-        TaskSpec(key="flaky", kind="test.flaky", max_attempts=3),
+        TaskSpec(key="flaky", kind="test.transient", max_attempts=3),
         TaskSpec(key="broken", kind="test.broken", max_attempts=3),
     ])
     worker = Worker(rt, processes=1)
@@ -43,7 +43,7 @@ def test_transient_failure_succeeds_after_backoff_and_permanent_one_goes_dead(tm
     assert tasks["broken"]["last_error"]["type"] == "ValueError"
     assert "never work" in tasks["broken"]["last_error"]["message"]
     assert jobs.get_job(job)["status"] == "failed"
-    perf = [line for line in worker.perf_path.read_text().splitlines() if '"kind": "test.flaky"' in line]
+    perf = [line for line in worker.perf_path.read_text().splitlines() if '"kind": "test.transient"' in line]
     assert len(perf) == 3  # every attempt is in the perf log
 
     broken["on"] = False  # the cause is fixed: requeue the dead letter

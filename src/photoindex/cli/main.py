@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from photoindex import __version__
-from photoindex.cli import collections, ingest, jobs, models, search, watch
+from photoindex.cli import collections, ingest, jobs, ml, models, search, watch
+from photoindex.cli import serve
 from photoindex.cli.common import State
 
 app = typer.Typer(
@@ -50,9 +51,12 @@ app.command("similar")(search.similar)
 app.command("info")(search.info)
 app.command("worker")(jobs.worker)
 app.command("watch")(watch.watch)
+app.command("serve-ml")(ml.serve_ml)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(collections.app, name="collections")
 app.add_typer(models.app, name="models")
+app.command("serve")(serve.serve)
+app.add_typer(serve.apikey_app, name="apikey")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -179,3 +179,21 @@ class Task(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    """A key for the REST API. Only the SHA-256 of the secret is kept (the secret is shown once, at
+    creation); `prefix` is the secret's first characters, enough to tell keys apart in a listing."""
+
+    __tablename__ = "api_key"
+    __table_args__ = (
+        UniqueConstraint("key_hash", name="uq_api_key_hash"),
+        Index("ix_api_key_prefix", "prefix"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the whole secret
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)

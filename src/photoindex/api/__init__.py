@@ -1,0 +1,1 @@
+"""HTTP faces: the REST API and the ML inference service."""

@@ -1,0 +1,94 @@
+"""Search by text, by an uploaded image, and "more like this asset"; pages are k results from offset."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from photoindex.api.deps import API_PREFIX, get_rt
+from photoindex.api.schemas import DateTimeText, Hit, SearchRequest, SearchResponse
+from photoindex.api.uploads import MultipartSink, multipart_body_schema
+from photoindex.errors import ErrorCode, PhotoindexError
+from photoindex.runtime import Runtime
+from photoindex.schemas import CollectionInfo, SearchFilters, SearchHit
+from photoindex.search.service import embed_file, search_text
+
+router = APIRouter(prefix=API_PREFIX, tags=["search"])
+
+
+def page(hits: list[SearchHit], k: int, offset: int) -> list[Hit]:
+    """Results offset..offset+k (the index was asked for k+offset), with the capture time as text:
+    it is wall-clock time, with an offset only when the camera recorded one."""
+    return [Hit(**h.model_dump(exclude={"taken_at"}), taken_at=h.taken_at.isoformat() if h.taken_at else None)
+            for h in hits[offset : offset + k]]
+
+
+def rank(rt: Runtime, coll: CollectionInfo, model_name: str, dim: int, vector: np.ndarray, n: int,
+         filters: SearchFilters | None, exclude: list[int] | None = None) -> list[SearchHit]:
+    """The n best assets for a query vector, as hits (the same shape `search.service` returns)."""
+    from photoindex.store.vectors import VectorSpace
+
+    space = VectorSpace(coll.id, coll.name, model_name, dim)
+    pairs = rt.index.search(space, vector, n, filters if filters and not filters.is_empty() else None,
+                            exclude=exclude or [])
+    assets = rt.catalog.get_assets([a for a, _ in pairs])
+    hits = []
+    for asset_id, score in pairs:
+        asset = assets.get(asset_id)
+        if asset is None:
+            continue
+        live = [f.path for f in asset.files if not f.missing]
+        path = live[0] if live else (asset.files[0].path if asset.files else None)
+        hits.append(SearchHit(asset_id=asset_id, score=round(float(score), 6), path=path, taken_at=asset.taken_at,
+                              camera=asset.camera, sha256=asset.sha256, width=asset.width, height=asset.height))
+    return hits
+
+
+@router.post("/search", response_model=SearchResponse, summary="Photos matching a text description")
+def search(body: SearchRequest, rt: Runtime = Depends(get_rt)) -> SearchResponse:
+    coll = rt.collection(body.collection)
+    filters = SearchFilters(**body.filters.model_dump()) if body.filters else None
+    hits = search_text(rt, body.text, collection=coll.name, k=body.k + body.offset, filters=filters)
+    return SearchResponse(collection=coll.name, model=rt.model_name(coll), k=body.k, offset=body.offset,
+                          hits=page(hits, body.k, body.offset))
+
+
+@router.post("/search/image", response_model=SearchResponse,
+             summary="Photos similar to an uploaded image (multipart field `image`)",
+             openapi_extra=multipart_body_schema("image", many=False, description="The query image."))
+async def search_image(
+    request: Request,
+    k: int = Query(default=20, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0, le=10000),
+    collection: str | None = Query(default=None, min_length=1, max_length=128),
+    date_from: DateTimeText | None = Query(default=None, description="Taken at or after (wall-clock time)"),
+    date_to: DateTimeText | None = Query(default=None, description="Taken at or before (wall-clock time)"),
+    camera: str | None = Query(default=None, max_length=255),
+    path_prefix: str | None = Query(default=None, max_length=4096),
+) -> SearchResponse:
+    rt: Runtime = request.app.state.rt
+    coll = await run_in_threadpool(rt.collection, collection)
+    model_name = rt.model_name(coll)
+    model = await run_in_threadpool(rt.embedder, model_name)  # 503 before reading the body
+    filters = SearchFilters(date_from=date_from, date_to=date_to, camera=camera, path_prefix=path_prefix)
+    dest = rt.settings.uploads_dir / ".queries" / uuid.uuid4().hex
+    sink = MultipartSink(dest, max_bytes=min(rt.settings.upload_max_bytes, rt.settings.max_file_bytes), max_files=1)
+    await sink.receive(request)
+
+    def run() -> SearchResponse:
+        import shutil
+
+        try:
+            if not sink.files:
+                raise PhotoindexError("no image in the request", code=ErrorCode.INVALID_REQUEST,
+                                      hint="send it as a multipart/form-data file part named `image`")
+            vector = embed_file(model, rt, sink.files[0].path)
+        finally:
+            shutil.rmtree(dest, ignore_errors=True)
+        hits = rank(rt, coll, model.name, model.dim, vector, k + offset, filters)
+        return SearchResponse(collection=coll.name, model=model_name, k=k, offset=offset, hits=page(hits, k, offset))
+
+    return await run_in_threadpool(run)
