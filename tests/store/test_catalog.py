@@ -184,3 +184,26 @@ def test_unreachable_database_is_a_clear_error(tmp_path) -> None:
         Catalog.open("postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert exc.value.code == ErrorCode.BACKEND_UNAVAILABLE
     assert "PHOTOINDEX_CATALOG_URL" in (exc.value.hint or "")
+
+
+def test_space_counters_follow_every_vector_write(catalog: Catalog) -> None:
+    from sqlalchemy import func, select
+
+    from photoindex.store.models import Embedding
+
+    def truth(cid: int) -> tuple[int, int]:
+        with catalog.session() as s:
+            n, top = s.execute(select(func.count(), func.coalesce(func.max(Embedding.id), 0))
+                               .where(Embedding.collection_id == cid, Embedding.model == "m")).one()
+        return int(n), int(top)
+
+    cid = catalog.active_collection().id
+    ids = catalog.commit_batch(cid, [asset("a"), asset("b"), asset("c")],
+                               [FileRecord(f"/p/{c}.jpg", 1, 1, sha(c)) for c in "abc"],
+                               ModelVectors("m", "r", {sha(c): unit(i) for i, c in enumerate("abc")}))
+    assert catalog.vector_space_state(cid, "m") == truth(cid) and truth(cid)[0] == 3
+    catalog.put_vectors(cid, "m", "r", {ids[sha("a")]: unit(9)})  # replaced: same count, higher id
+    assert catalog.vector_space_state(cid, "m") == truth(cid) and truth(cid)[0] == 3
+    catalog.delete_vectors([ids[sha("b")]], "m")
+    assert catalog.vector_space_state(cid, "m") == truth(cid) and truth(cid)[0] == 2
+    assert catalog.vector_space_state(cid, "other") == (0, 0)

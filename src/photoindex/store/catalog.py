@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from photoindex.errors import CatalogError, ErrorCode
 from photoindex.schemas import AssetInfo, CollectionInfo, ExifInfo, FileInfo, SearchFilters
-from photoindex.store.models import Asset, Collection, Embedding, File, Job, Setting, utcnow
+from photoindex.store.models import Asset, Collection, Embedding, File, Job, Setting, VectorSpace, utcnow
 
 ACTIVE_COLLECTION_KEY = "active_collection"
 DEFAULT_COLLECTION = "default"
@@ -240,7 +240,7 @@ class Catalog:
         with self.session() as s:
             row = self._collection_row(s, name)
             # Bulk deletes in dependency order: faster than ORM cascades and right on both backends.
-            for table in (Embedding, File, Asset):
+            for table in (VectorSpace, Embedding, File, Asset):
                 s.execute(delete(table).where(table.collection_id == row.id))
             # Its unfinished jobs cannot finish any more; the history stays, without the collection.
             s.execute(update(Job).where(Job.collection_id == row.id, Job.status.in_(("queued", "running", "paused")))
@@ -393,8 +393,10 @@ class Catalog:
     def _put_vectors(self, s: Session, collection_id: int, model: str, revision: str,
                      by_asset: dict[int, np.ndarray]) -> None:
         asset_ids = list(by_asset)
+        replaced = 0
         for chunk in _chunks(asset_ids):
-            s.execute(delete(Embedding).where(Embedding.model == model, Embedding.asset_id.in_(chunk)))
+            replaced += s.execute(delete(Embedding).where(Embedding.model == model,
+                                                          Embedding.asset_id.in_(chunk))).rowcount
         now = utcnow()
         rows = []
         for asset_id, vec in by_asset.items():
@@ -403,6 +405,20 @@ class Catalog:
                          "dim": int(arr.shape[0]), "vector": arr.tobytes(), "created_at": now})
         if rows:
             s.execute(self._insert(Embedding), rows)
+        self._count_space(s, collection_id, model, len(rows) - replaced)
+
+    def _count_space(self, s: Session, collection_id: int, model: str, delta: int) -> None:
+        """Apply a row-count change to a space's counters, in the caller's transaction. The increment
+        and the max are computed by the database, so concurrent writers on PostgreSQL add up."""
+        top = s.scalar(select(func.coalesce(func.max(Embedding.id), 0)).where(
+            Embedding.collection_id == collection_id, Embedding.model == model)) or 0
+        stmt = self._insert(VectorSpace).values(collection_id=collection_id, model=model, rows=delta, top_id=top)
+        bigger = func.greatest if self.dialect == "postgresql" else func.max  # SQLite's max() of two values
+        s.execute(stmt.on_conflict_do_update(
+            index_elements=["collection_id", "model"],
+            set_={"rows": VectorSpace.rows + stmt.excluded.rows,
+                  "top_id": bigger(VectorSpace.top_id, stmt.excluded.top_id)},
+        ))
 
     def delete_vectors(self, asset_ids: Sequence[int], model: str | None = None) -> None:
         """Remove vectors of these assets (of one model, or all). In-memory indexes notice the lower
@@ -410,7 +426,11 @@ class Catalog:
         with self.session() as s:
             for chunk in _chunks(list(asset_ids)):
                 cond = [Embedding.asset_id.in_(chunk)] + ([Embedding.model == model] if model else [])
+                counts = s.execute(select(Embedding.collection_id, Embedding.model, func.count())
+                                   .where(*cond).group_by(Embedding.collection_id, Embedding.model)).all()
                 s.execute(delete(Embedding).where(*cond))
+                for collection_id, space_model, n in counts:
+                    self._count_space(s, collection_id, space_model, -int(n))
 
     def vectors_by_sha256(self, hashes: Sequence[str], model: str, revision: str) -> dict[str, np.ndarray]:
         """Vectors already computed for this content by this model revision, in any collection."""
@@ -470,13 +490,12 @@ class Catalog:
         return VectorChunk(ids, vectors.astype(np.float32, copy=False), int(rows[-1][0]))
 
     def vector_space_state(self, collection_id: int, model: str) -> tuple[int, int]:
-        """(row count, highest row id) of one space: enough to tell whether a loaded copy is current."""
+        """(row count, highest row id) of one space: enough to tell whether a loaded copy is current.
+        Read from the space's counters: one primary-key lookup, however large the space."""
         with self.session() as s:
-            count, top = s.execute(
-                select(func.count(), func.coalesce(func.max(Embedding.id), 0)).where(
-                    Embedding.collection_id == collection_id, Embedding.model == model)
-            ).one()
-        return int(count), int(top)
+            row = s.execute(select(VectorSpace.rows, VectorSpace.top_id).where(
+                VectorSpace.collection_id == collection_id, VectorSpace.model == model)).one_or_none()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def filter_asset_ids(self, collection_id: int, filters: SearchFilters) -> np.ndarray:
         """Active assets matching the filters, as sorted int64 ids."""

@@ -133,6 +133,17 @@ class Embedding(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class VectorSpace(Base):
+    """Row count and highest row id of each (collection, model) vector space, kept in the same
+    transaction as every vector write, so an in-memory index checks for changes in O(1)."""
+
+    __tablename__ = "vector_space"
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    top_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Job(Base):
     """What a person asked for (an ingest run, later reprocessing, duplicate search...) and its report."""
 
