@@ -68,6 +68,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from photoindex import __version__, metrics
+from photoindex.api.app import AccessLog
 from photoindex.config import Settings, load_settings
 from photoindex.errors import ErrorCode, ModelError, PhotoindexError
 from photoindex.media.decode import decode_image
@@ -193,7 +194,8 @@ async def _send_error(send: Send, err: ServiceError) -> None:
 
 
 class ServiceMiddleware:
-    """API-key check, request-body limit and request latency, as one plain ASGI layer."""
+    """API-key check and request-body limit, as one plain ASGI layer (latency and the access log come
+    from the REST API's `AccessLog`, wrapped around it)."""
 
     def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int) -> None:
         self.app = app
@@ -204,23 +206,7 @@ class ServiceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self._handle(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
-            metrics.http_seconds.labels(label, scope.get("method", ""), str(status)).observe(
-                time.perf_counter() - started
-            )
+        await self._handle(scope, receive, send)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
@@ -1124,6 +1110,7 @@ def create_ml_app(settings: Settings | None = None, options: MLServiceOptions | 
     )
     app.state.host = host
     app.add_middleware(ServiceMiddleware, api_key=settings.ml_api_key, max_body_bytes=host.max_body_bytes)
+    app.add_middleware(AccessLog)  # added last: outermost, so refused requests are timed and logged too
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> Response:
