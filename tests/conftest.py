@@ -14,8 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from photoindex.ml.testing import build_tiny_clip
 from photoindex.store.catalog import Catalog
+from support.library import build_library, skimage_photos
 from support.databases import fresh_pg_database
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,6 +47,29 @@ def _service_url(variable: str, script: str, installed: bool) -> str | None:
     if not url and os.environ.get("CI"):
         pytest.fail(f"these tests need {variable} under CI (.ci/run starts the server)")
     return url
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, Image.Image]:
+    """Real photos that scikit-image ships, keyed by a word the tiny model can tie them to."""
+    return skimage_photos()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Image.Image]) -> Path:
+    """A models folder holding `tiny-clip`, whose words rocket, coffee, cat, astronaut and motorcycle
+    are tied to those photos."""
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_clip(root / "tiny-clip", anchors=photos)
+    return root
+
+
+@pytest.fixture
+def library(tmp_path: Path, photos: dict[str, Image.Image]) -> Path:
+    """A small library of real photos with EXIF (support.library.LIBRARY)."""
+    root = tmp_path / "library"
+    build_library(root, photos)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -9,30 +9,10 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from support.library import build_library, skimage_photos
+from support.library import build_library
 
-from photoindex.ml.testing import build_tiny_clip
 
 from .helpers import Server, api_settings, ingest_library
-
-
-@pytest.fixture(scope="session")
-def photos() -> dict[str, Image.Image]:
-    return skimage_photos()
-
-
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Image.Image]) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    build_tiny_clip(root / "tiny-clip", anchors=photos)
-    return root
-
-
-@pytest.fixture
-def library(tmp_path: Path, photos: dict[str, Image.Image]) -> Path:
-    root = tmp_path / "library"
-    build_library(root, photos)
-    return root
 
 
 @pytest.fixture

@@ -6,33 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from photoindex.ml.testing import build_tiny_clip
 from photoindex.runtime import Runtime
-from support.library import build_library, skimage_photos
 from support.runtime import make_runtime
-
-
-@pytest.fixture(scope="session")
-def photos() -> dict[str, Image.Image]:
-    return skimage_photos()
-
-
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Image.Image]) -> Path:
-    """A models folder holding `tiny-clip`, whose words rocket, coffee, cat, astronaut and motorcycle
-    are tied to those photos."""
-    root = tmp_path_factory.mktemp("models")
-    build_tiny_clip(root / "tiny-clip", anchors=photos)
-    return root
-
-
-@pytest.fixture
-def library(tmp_path: Path, photos: dict[str, Image.Image]) -> Path:
-    root = tmp_path / "library"
-    build_library(root, photos)
-    return root
 
 
 @pytest.fixture

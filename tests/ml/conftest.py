@@ -9,13 +9,6 @@ from PIL import Image
 
 from photoindex.config import Settings
 from photoindex.ml.testing import build_tiny_clip
-from support.library import skimage_photos
-
-
-@pytest.fixture(scope="session")
-def photos() -> dict[str, Image.Image]:
-    """Real photos shipped inside scikit-image, keyed by a word the tiny model can tie them to."""
-    return skimage_photos()
 
 
 @pytest.fixture(scope="session")

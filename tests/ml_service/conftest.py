@@ -7,39 +7,24 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
-from support.library import skimage_photos
 
 from ml_service.helpers import MODEL, ThreadService, service_settings
 from photoindex.api.ml_app import MLServiceOptions
 from photoindex.ml.clip import ImageTextEmbedder
-from photoindex.ml.testing import build_tiny_clip
 
 
 @pytest.fixture(scope="session")
-def ml_photos() -> dict[str, Image.Image]:
-    return skimage_photos()
-
-
-@pytest.fixture(scope="session")
-def ml_models_dir(tmp_path_factory: pytest.TempPathFactory, ml_photos: dict[str, Image.Image]) -> Path:
-    root = tmp_path_factory.mktemp("ml-models")
-    build_tiny_clip(root / MODEL, anchors=ml_photos)
-    return root
-
-
-@pytest.fixture(scope="session")
-def local_model(ml_models_dir: Path) -> ImageTextEmbedder:
+def local_model(models_dir: Path) -> ImageTextEmbedder:
     """The same model, in-process: what the service's answers are compared with."""
-    return ImageTextEmbedder.load(ml_models_dir / MODEL, name=MODEL, providers=["CPUExecutionProvider"])
+    return ImageTextEmbedder.load(models_dir / MODEL, name=MODEL, providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory, ml_models_dir: Path) -> Iterator[ThreadService]:
+def service(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[ThreadService]:
     """One service for the whole session (probed batch size, no key, an 8 MB body limit)."""
     home = tmp_path_factory.mktemp("ml-home")
     svc = ThreadService(
-        service_settings(home, ml_models_dir), MLServiceOptions(max_body_bytes=8 * 1024 * 1024)
+        service_settings(home, models_dir), MLServiceOptions(max_body_bytes=8 * 1024 * 1024)
     )
     svc.start()
     yield svc

@@ -111,9 +111,9 @@ def test_embed_texts_matches_in_process(client: httpx.Client, local_model: Image
 
 
 def test_embed_raw_files_of_several_formats(
-    client: httpx.Client, local_model: ImageTextEmbedder, ml_photos: dict[str, Image.Image]
+    client: httpx.Client, local_model: ImageTextEmbedder, photos: dict[str, Image.Image]
 ) -> None:
-    cat, rocket = ml_photos["cat"], ml_photos["rocket"]
+    cat, rocket = photos["cat"], photos["rocket"]
     jpeg = jpeg_bytes(cat)
     png = io.BytesIO()
     rocket.save(png, "PNG")
@@ -243,8 +243,8 @@ def test_bodies_over_the_limit_get_413(client: httpx.Client, service: ThreadServ
     assert client.get("/health").status_code == 200
 
 
-def test_caption_is_not_available_yet(client: httpx.Client, ml_photos: dict[str, Image.Image]) -> None:
-    jpeg = jpeg_bytes(ml_photos["coffee"])
+def test_caption_is_not_available_yet(client: httpx.Client, photos: dict[str, Image.Image]) -> None:
+    jpeg = jpeg_bytes(photos["coffee"])
     r = client.post("/api/v1/caption", files=[("files", ("coffee.jpg", jpeg))])
     assert r.status_code == 501
     err = r.json()["error"]
@@ -267,8 +267,8 @@ def test_caption_is_not_available_yet(client: httpx.Client, ml_photos: dict[str,
     assert "error" in body["items"][1] and "vector" in body["items"][0]
 
 
-def test_api_key(tmp_path: Path, ml_models_dir: Path) -> None:
-    settings = service_settings(tmp_path, ml_models_dir, ml_api_key="s3cret")
+def test_api_key(tmp_path: Path, models_dir: Path) -> None:
+    settings = service_settings(tmp_path, models_dir, ml_api_key="s3cret")
     with thread_service(settings, MLServiceOptions(max_batch=8)) as svc, httpx.Client(base_url=svc.url) as c:
         assert c.get("/health").json() == {"status": "ok"}  # open
         for path in ("/api/v1/capabilities", "/metrics"):
@@ -282,9 +282,9 @@ def test_api_key(tmp_path: Path, ml_models_dir: Path) -> None:
 
 
 def test_concurrent_requests_are_merged_into_shared_batches(
-    tmp_path: Path, ml_models_dir: Path, local_model: ImageTextEmbedder
+    tmp_path: Path, models_dir: Path, local_model: ImageTextEmbedder
 ) -> None:
-    settings = service_settings(tmp_path, ml_models_dir)
+    settings = service_settings(tmp_path, models_dir)
     clients, per_request = 12, 3
     opts = MLServiceOptions(max_batch=64, batch_wait_ms=50)
     with thread_service(settings, opts) as svc:

@@ -33,11 +33,11 @@ expected-statuses = ["2xx", "404", "413", "415", "422"]
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_schemathesis_all_operations(tmp_path: Path, ml_models_dir: Path) -> None:
+def test_schemathesis_all_operations(tmp_path: Path, models_dir: Path) -> None:
     st = Path(sys.executable).with_name("st")
     if not st.exists():
         pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
-    settings = service_settings(tmp_path, ml_models_dir, ml_api_key="fuzz-key")
+    settings = service_settings(tmp_path, models_dir, ml_api_key="fuzz-key")
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     with thread_service(settings, MLServiceOptions(max_batch=16, max_body_bytes=4 * 1024 * 1024)) as svc:

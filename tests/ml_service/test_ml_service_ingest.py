@@ -65,17 +65,17 @@ def stored_vectors(rt: Runtime, paths: list[Path]) -> np.ndarray:
 def test_ingest_through_the_service_stores_the_in_process_vectors(
     tmp_path: Path,
     service: ThreadService,
-    ml_models_dir: Path,
-    ml_photos: dict[str, Image.Image],
+    models_dir: Path,
+    photos: dict[str, Image.Image],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     library = tmp_path / "library"
-    paths = list(build_library(library, ml_photos).values()) + write_photos(library / "more", ml_photos, 20)
+    paths = list(build_library(library, photos).values()) + write_photos(library / "more", photos, 20)
 
     monkeypatch.setenv("PHOTOINDEX_ML_URL", service.url)
     remote_rt = make_runtime(tmp_path / "remote-home", None, workers=2)  # no model on this side at all
     monkeypatch.delenv("PHOTOINDEX_ML_URL")
-    local_rt = make_runtime(tmp_path / "local-home", ml_models_dir, workers=2)
+    local_rt = make_runtime(tmp_path / "local-home", models_dir, workers=2)
     try:
         assert remote_rt.settings.ml_url == service.url and local_rt.settings.ml_url is None
         remote_report = ingest(remote_rt, [library])
@@ -101,14 +101,14 @@ def test_ingest_through_the_service_stores_the_in_process_vectors(
 
 
 def test_killing_and_restarting_the_service_mid_ingest_loses_nothing(
-    tmp_path: Path, ml_models_dir: Path, ml_photos: dict[str, Image.Image]
+    tmp_path: Path, models_dir: Path, photos: dict[str, Image.Image]
 ) -> None:
     total = 150
     library = tmp_path / "library"
-    write_photos(library, ml_photos, total, size=(480, 360))
+    write_photos(library, photos, total, size=(480, 360))
     port = free_port()
     svc = ProcessService(
-        tmp_path / "ml-home", ml_models_dir, port, tmp_path / "serve-ml.log", "--max-batch", "8"
+        tmp_path / "ml-home", models_dir, port, tmp_path / "serve-ml.log", "--max-batch", "8"
     )
     svc.start()
     home = tmp_path / "home"
@@ -182,12 +182,12 @@ def test_serve_ml_command_exits_with_a_clear_error_without_the_model(tmp_path: P
     assert "model_not_found" in out.stderr and "tiny-clip" in out.stderr
 
 
-def test_serve_ml_refuses_to_listen_off_loopback_without_a_key(tmp_path: Path, ml_models_dir: Path) -> None:
+def test_serve_ml_refuses_to_listen_off_loopback_without_a_key(tmp_path: Path, models_dir: Path) -> None:
     env = {
         "PATH": "/usr/bin:/bin",
         "PHOTOINDEX_HOME": str(tmp_path),
         "PHOTOINDEX_MODEL": "tiny-clip",
-        "PHOTOINDEX_MODELS_PATH": str(ml_models_dir),
+        "PHOTOINDEX_MODELS_PATH": str(models_dir),
         "PHOTOINDEX_CONFIG": str(tmp_path / "none.toml"),
     }
     cmd = [

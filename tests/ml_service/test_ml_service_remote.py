@@ -27,7 +27,7 @@ def pixels(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_remote_embedder_is_a_drop_in_for_the_in_process_model(
-    service: ThreadService, local_model: ImageTextEmbedder, ml_photos: dict[str, Image.Image]
+    service: ThreadService, local_model: ImageTextEmbedder, photos: dict[str, Image.Image]
 ) -> None:
     remote = RemoteEmbedder(service.url)
     try:
@@ -40,7 +40,7 @@ def test_remote_embedder_is_a_drop_in_for_the_in_process_model(
         px = pixels(70, seed=5)
         np.testing.assert_allclose(remote.embed_images(px), local_model.embed_images(px), atol=1e-5)
         np.testing.assert_allclose(remote.embed_images(px[0]), local_model.embed_images(px[:1]), atol=1e-5)
-        photos = list(ml_photos.values())
+        photos = list(photos.values())
         np.testing.assert_allclose(remote.embed_pil(photos), local_model.embed_pil(photos), atol=1e-5)
         texts = ["cat", "a rocket at night", "coffee"]
         np.testing.assert_allclose(remote.embed_texts(texts), local_model.embed_texts(texts), atol=1e-6)
@@ -73,7 +73,7 @@ def test_ml_batch_size_wins_and_chunks_requests(
 
 
 def test_runtime_uses_the_service_when_ml_url_is_set(
-    tmp_path: Path, service: ThreadService, ml_models_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, service: ThreadService, models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ML_INFERENCE_SERVICE_URL", service.url)  # the seed deployment's name for it
     rt = make_runtime(tmp_path / "home", None)  # no local model at all
@@ -89,9 +89,9 @@ def test_runtime_uses_the_service_when_ml_url_is_set(
 
 
 def test_waits_while_the_service_is_down_and_carries_on(
-    tmp_path: Path, ml_models_dir: Path, local_model: ImageTextEmbedder, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, models_dir: Path, local_model: ImageTextEmbedder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = service_settings(tmp_path, ml_models_dir)
+    settings = service_settings(tmp_path, models_dir)
     port = free_port()
     opts = MLServiceOptions(max_batch=16)
     started: list[ThreadService] = []
@@ -131,7 +131,7 @@ def test_waits_while_the_service_is_down_and_carries_on(
         remote.close()
 
 
-def test_interactive_calls_give_up_after_their_deadline(tmp_path: Path, ml_models_dir: Path) -> None:
+def test_interactive_calls_give_up_after_their_deadline(tmp_path: Path, models_dir: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     t0 = time.monotonic()
     with pytest.raises(ModelError) as info:
@@ -139,7 +139,7 @@ def test_interactive_calls_give_up_after_their_deadline(tmp_path: Path, ml_model
     assert info.value.code == ErrorCode.BACKEND_UNAVAILABLE and dead in info.value.message
     assert time.monotonic() - t0 < 5
 
-    settings = service_settings(tmp_path, ml_models_dir)
+    settings = service_settings(tmp_path, models_dir)
     with thread_service(settings, MLServiceOptions(max_batch=8)) as svc:
         remote = RemoteEmbedder(
             svc.url, interactive_deadline_s=1.0, ingest_deadline_s=1.5, backoff_base_s=0.05
@@ -156,8 +156,8 @@ def test_interactive_calls_give_up_after_their_deadline(tmp_path: Path, ml_model
         remote.close()
 
 
-def test_wrong_key_and_unknown_model_are_clear_errors(tmp_path: Path, ml_models_dir: Path) -> None:
-    settings = service_settings(tmp_path, ml_models_dir, ml_api_key="k1")
+def test_wrong_key_and_unknown_model_are_clear_errors(tmp_path: Path, models_dir: Path) -> None:
+    settings = service_settings(tmp_path, models_dir, ml_api_key="k1")
     with thread_service(settings, MLServiceOptions(max_batch=8)) as svc:
         with pytest.raises(ModelError) as info:
             RemoteEmbedder(svc.url, api_key="k2")
@@ -175,14 +175,14 @@ def test_wrong_key_and_unknown_model_are_clear_errors(tmp_path: Path, ml_models_
 
 
 def test_search_through_the_service(
-    tmp_path: Path, service: ThreadService, ml_models_dir: Path, ml_photos: dict[str, Image.Image]
+    tmp_path: Path, service: ThreadService, models_dir: Path, photos: dict[str, Image.Image]
 ) -> None:
     from support.library import build_library
 
     from photoindex.ingest.pipeline import ingest
 
     library = tmp_path / "library"
-    build_library(library, ml_photos)
+    build_library(library, photos)
     rt = make_runtime(tmp_path / "home", None, ml_url=service.url, workers=1)
     try:
         report = ingest(rt, [library])

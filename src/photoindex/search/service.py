@@ -24,7 +24,7 @@ def search_text(rt: Runtime, text: str, *, collection: str | None = None, k: int
     coll = rt.collection(collection)
     model = rt.embedder(rt.model_name(coll))
     vector = model.embed_texts([text])[0]
-    return _rank(rt, coll, model, vector, k, filters)
+    return rank(rt, coll, model, vector, k, filters)
 
 
 def search_similar(rt: Runtime, target: str | Path | int, *, collection: str | None = None, k: int = 20,
@@ -37,12 +37,12 @@ def search_similar(rt: Runtime, target: str | Path | int, *, collection: str | N
     if asset is not None:
         vector = rt.catalog.get_vector(asset.id, model.name)
         if vector is not None:
-            return _rank(rt, coll, model, vector, k, filters, exclude=[asset.id])
+            return rank(rt, coll, model, vector, k, filters, exclude=[asset.id])
     if isinstance(target, int) or (isinstance(target, str) and target.isdigit() and not Path(target).exists()):
         raise PhotoindexError(f"asset {target} has no {model.name} vector yet", code=ErrorCode.ASSET_NOT_FOUND,
                               hint="run `photoindex ingest` with the model installed to embed pending photos")
     vector = embed_file(model, rt, Path(target))
-    return _rank(rt, coll, model, vector, k, filters, exclude=[asset.id] if asset else [])
+    return rank(rt, coll, model, vector, k, filters, exclude=[asset.id] if asset else [])
 
 
 def embed_file(model: ImageTextEmbedder, rt: Runtime, path: Path) -> np.ndarray:
@@ -76,8 +76,9 @@ def resolve_asset(rt: Runtime, coll: CollectionInfo, ref: str | Path | int, *, m
     return found
 
 
-def _rank(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder, vector: np.ndarray, k: int,
-          filters: SearchFilters | None, exclude: list[int] | None = None) -> list[SearchHit]:
+def rank(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder, vector: np.ndarray, k: int,
+         filters: SearchFilters | None, exclude: list[int] | None = None) -> list[SearchHit]:
+    """The k best assets of the collection for a query vector, as hits with their first live path."""
     if k < 1:
         raise PhotoindexError("k must be at least 1", code=ErrorCode.INVALID_REQUEST)
     space = rt.space(coll, model)

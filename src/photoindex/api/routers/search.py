@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -13,8 +12,8 @@ from photoindex.api.schemas import DateTimeText, Hit, SearchRequest, SearchRespo
 from photoindex.api.uploads import MultipartSink, multipart_body_schema
 from photoindex.errors import ErrorCode, PhotoindexError
 from photoindex.runtime import Runtime
-from photoindex.schemas import CollectionInfo, SearchFilters, SearchHit
-from photoindex.search.service import embed_file, search_text
+from photoindex.schemas import SearchFilters, SearchHit
+from photoindex.search.service import embed_file, rank, search_text
 
 router = APIRouter(prefix=API_PREFIX, tags=["search"])
 
@@ -24,27 +23,6 @@ def page(hits: list[SearchHit], k: int, offset: int) -> list[Hit]:
     it is wall-clock time, with an offset only when the camera recorded one."""
     return [Hit(**h.model_dump(exclude={"taken_at"}), taken_at=h.taken_at.isoformat() if h.taken_at else None)
             for h in hits[offset : offset + k]]
-
-
-def rank(rt: Runtime, coll: CollectionInfo, model_name: str, dim: int, vector: np.ndarray, n: int,
-         filters: SearchFilters | None, exclude: list[int] | None = None) -> list[SearchHit]:
-    """The n best assets for a query vector, as hits (the same shape `search.service` returns)."""
-    from photoindex.store.vectors import VectorSpace
-
-    space = VectorSpace(coll.id, coll.name, model_name, dim)
-    pairs = rt.index.search(space, vector, n, filters if filters and not filters.is_empty() else None,
-                            exclude=exclude or [])
-    assets = rt.catalog.get_assets([a for a, _ in pairs])
-    hits = []
-    for asset_id, score in pairs:
-        asset = assets.get(asset_id)
-        if asset is None:
-            continue
-        live = [f.path for f in asset.files if not f.missing]
-        path = live[0] if live else (asset.files[0].path if asset.files else None)
-        hits.append(SearchHit(asset_id=asset_id, score=round(float(score), 6), path=path, taken_at=asset.taken_at,
-                              camera=asset.camera, sha256=asset.sha256, width=asset.width, height=asset.height))
-    return hits
 
 
 @router.post("/search", response_model=SearchResponse, summary="Photos matching a text description")
@@ -88,7 +66,7 @@ async def search_image(
             vector = embed_file(model, rt, sink.files[0].path)
         finally:
             shutil.rmtree(dest, ignore_errors=True)
-        hits = rank(rt, coll, model.name, model.dim, vector, k + offset, filters)
+        hits = rank(rt, coll, model, vector, k + offset, filters)
         return SearchResponse(collection=coll.name, model=model_name, k=k, offset=offset, hits=page(hits, k, offset))
 
     return await run_in_threadpool(run)
