@@ -135,3 +135,70 @@ class IngestReport(BaseModel):
     interrupted: bool = False
     notices: list[str] = Field(default_factory=list)
     errors: list[FileError] = Field(default_factory=list)
+
+
+# -- enrichment results (what models say about a photo) ------------------------------------------
+# Boxes are normalised to the image they were computed on (0..1, origin top-left), so they overlay any
+# rendition of the photo (thumbnail, preview, original) without knowing its pixel size.
+
+
+class Box(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    x0: float = Field(ge=0.0, le=1.0)
+    y0: float = Field(ge=0.0, le=1.0)
+    x1: float = Field(ge=0.0, le=1.0)
+    y1: float = Field(ge=0.0, le=1.0)
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.x1 - self.x0) * max(0.0, self.y1 - self.y0)
+
+
+class Region(BaseModel):
+    """One detected object. `label` is the final label (after zero-shot re-ranking when that ran);
+    `detector_label` what the detector itself said."""
+
+    box: Box
+    label: str
+    score: float
+    detector_label: str | None = None
+    detector_score: float | None = None
+    caption: str | None = None
+
+
+class TextLine(BaseModel):
+    """One line of text found in a photo; `box` bounds the (possibly rotated) quadrilateral."""
+
+    text: str
+    box: Box
+    confidence: float
+
+
+class OcrResult(BaseModel):
+    """`gate_score` is the text-detection confidence that decided whether recognition ran;
+    `recognized` is False when the gate skipped the photo (then `lines` is empty)."""
+
+    gate_score: float = 0.0
+    recognized: bool = False
+    lines: list[TextLine] = Field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line.text for line in self.lines)
+
+
+class CaptionResult(BaseModel):
+    text: str
+    regions: list[Region] = Field(default_factory=list, description="regions with their own captions")
+
+
+class QualityResult(BaseModel):
+    """Higher is better everywhere. `technical` combines sharpness, exposure and noise (0..1);
+    `aesthetic` comes from a head over the image embedding, when its weights are installed."""
+
+    technical: float
+    sharpness: float
+    exposure: float
+    noise: float
+    aesthetic: float | None = None
