@@ -73,6 +73,18 @@ def library(tmp_path: Path, photos: dict[str, Image.Image]) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_models() -> Path:
+    """The real pretrained models shipped beside the repository (`../shared/models`, or the folder
+    PHOTOINDEX_TEST_SHARED_MODELS names): YOLOX-Nano, NanoDet. Missing is a failure under CI."""
+    root = Path(os.environ.get("PHOTOINDEX_TEST_SHARED_MODELS") or REPO.parent / "shared" / "models")
+    if not (root / "yolox-nano-coco").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"no shared models at {root} (set PHOTOINDEX_TEST_SHARED_MODELS)")
+        pytest.skip(f"no shared models at {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
 def pg_url() -> str | None:
     return _service_url("PHOTOINDEX_TEST_PG_URL", "postgres.sh",
                         bool(list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))))
