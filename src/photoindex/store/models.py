@@ -87,6 +87,10 @@ class Asset(Base):
     phash: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Filterable summaries of enrichment results (NULL: not computed yet).
+    quality: Mapped[float | None] = mapped_column(Float)  # technical quality 0..1
+    aesthetic: Mapped[float | None] = mapped_column(Float)
+    has_text: Mapped[bool | None] = mapped_column(Boolean)
 
     files: Mapped[list[File]] = relationship(back_populates="asset", passive_deletes=True)
 
@@ -131,6 +135,72 @@ class Embedding(Base):
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian, L2-normalized
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Enrichment(Base):
+    """The result of one enricher for one asset, with the model revision that made it. A row means
+    "done for this revision" (status ok, skipped or failed), so re-runs compute only what is missing.
+    `result` is the enricher's pydantic result as JSON; region, asset_tag and asset_text are indexes
+    derived from it for filters, overlays and full-text search."""
+
+    __tablename__ = "enrichment"
+    __table_args__ = (Index("ix_enrichment_space", "collection_id", "enricher", "revision"),)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"), primary_key=True)
+    enricher: Mapped[str] = mapped_column(String(32), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(128))
+    revision: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | skipped | failed
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Region(Base):
+    """A box on a photo: a detected object (kind 'object') or a line of text (kind 'text')."""
+
+    __tablename__ = "region"
+    __table_args__ = (
+        Index("ix_region_asset", "asset_id"),
+        Index("ix_region_label", "collection_id", "kind", "label"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"))
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(String(128))
+    text: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[float] = mapped_column(Float)
+    x0: Mapped[float] = mapped_column(Float)
+    y0: Mapped[float] = mapped_column(Float)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    caption: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(128))
+
+
+class AssetTag(Base):
+    """What a photo shows, as words to filter on: object labels and whole-image (zero-shot) tags."""
+
+    __tablename__ = "asset_tag"
+    __table_args__ = (Index("ix_asset_tag_tag", "collection_id", "tag"),)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16))  # objects | scene
+
+
+class AssetText(Base):
+    """The words of a photo for full-text search. SQLite indexes it with an FTS5 external-content
+    table (asset_text_fts, kept in step by triggers); PostgreSQL with a generated tsvector column."""
+
+    __tablename__ = "asset_text"
+    asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"), index=True)
+    caption: Mapped[str] = mapped_column(Text, default="")
+    ocr: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[str] = mapped_column(Text, default="")
 
 
 class VectorSpace(Base):
