@@ -141,6 +141,49 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(default=512 * 1024**2, ge=1024, description="Largest accepted upload file.")
     serve_worker: bool = Field(default=True, description="`serve` also runs queued jobs in-process.")
 
+    # enrichment (what models add after the image embedding)
+    enrichers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["objects", "tags", "ocr", "quality", "aesthetic", "caption", "text"],
+        description="Enrichers new collections run (a collection's own list overrides it); those whose "
+        "model is absent are skipped with a notice.",
+    )
+    detector: str = Field(default="yolox-nano-coco", description="Object detector model folder.")
+    open_vocab_detector: str | None = Field(
+        default=None, description="Open-vocabulary detector (OWL-ViT/OWLv2 folder, needs photoindex[hf]); "
+        "when set it replaces the COCO detector and looks for `labels`.",
+    )
+    labels: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "person", "dog", "cat", "bird", "horse", "car", "bicycle", "motorcycle", "boat", "airplane",
+            "train", "bus", "cup", "bottle", "food", "cake", "flower", "tree", "mountain", "beach", "sea",
+            "snow", "building", "bridge", "street", "sign", "document", "receipt", "screen", "book",
+        ],
+        description="Candidate labels for zero-shot re-ranking of regions, scene tags and the open-vocabulary "
+        "detector; re-read from config.toml without a restart.",
+    )
+    detection_min_score: float = Field(default=0.35, ge=0.0, le=1.0)
+    rerank_regions: bool = Field(default=True, description="Re-rank detected regions over `labels` with the image-text model.")
+    tag_min_score: float = Field(default=0.25, ge=0.0, le=1.0, description="Scene tags need at least this probability.")
+    ocr_gate: float = Field(default=0.5, ge=0.0, le=1.0, description="Text-detection score above which OCR recognition runs.")
+    captioner: str | None = Field(
+        default=None, description="BLIP model folder (needs photoindex[hf]), or vlm:<model> for `vlm_url`.",
+    )
+    vlm_url: str | None = Field(default=None, description="OpenAI-compatible endpoint (Ollama, llama.cpp, vLLM).")
+    vlm_api_key: str | None = None
+    caption_prompt: str = Field(default="Describe this photo in one sentence.")
+    caption_max_chars: int = Field(default=300, ge=20)
+    region_captions: bool = Field(default=False, description="Caption each detected region too.")
+    aesthetic_model: str | None = Field(default=None, description="Aesthetic head folder for the collection's model.")
+    text_model: str = Field(default="all-MiniLM-L6-v2", description="Sentence-embedding model for text search.")
+    cache_path: Path | None = Field(default=None, description="Result cache (default HOME/cache); may be shared.")
+
+    # curation
+    burst_window_s: float = Field(default=3.0, ge=0.0, description="Same camera within this many seconds: a burst.")
+    near_duplicate_threshold: float = Field(
+        default=0.95, ge=0.0, le=1.0, description="Cosine similarity above which photos are near duplicates."
+    )
+    phash_max_distance: int = Field(default=6, ge=0, le=32, description="Perceptual-hash bits that may differ.")
+
     # vector index
     vector_backend: Literal["exact", "qdrant"] = "exact"
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; ':memory:' for a test double.")
@@ -171,7 +214,7 @@ class Settings(BaseSettings):
             return [p for p in value.split(os.pathsep) if p]
         return value
 
-    @field_validator("exclude_dirs", mode="before")
+    @field_validator("exclude_dirs", "enrichers", "labels", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -207,6 +250,10 @@ class Settings(BaseSettings):
     @property
     def thumbnails_dir(self) -> Path:
         return self.thumbnails_path or self.home / "thumbnails"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache_path or self.home / "cache"
 
     @property
     def uploads_dir(self) -> Path:
