@@ -33,6 +33,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     for seed_name in ("ML_INFERENCE_BATCH_SIZE", "ML_INFERENCE_SERVICE_URL"):
         monkeypatch.delenv(seed_name, raising=False)
     monkeypatch.setenv("PHOTOINDEX_HOME", str(tmp_path_factory.mktemp("home")))
+    # Enrichment (detection, OCR, captions...) is opted into by the tests about it; elsewhere it would
+    # only slow every ingest down.
+    monkeypatch.setenv("PHOTOINDEX_ENRICHERS", "")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

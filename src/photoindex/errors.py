@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     INVALID_NAME = "invalid_name"
     ASSET_NOT_FOUND = "asset_not_found"
     DIMENSION_MISMATCH = "dimension_mismatch"
+    CACHE_DAMAGED = "cache_damaged"  # the result cache's manifest or parts do not match
     # jobs
     TASK_FAILED = "task_failed"  # a task gave up after its last attempt (dead letter)
     JOB_NOT_FOUND = "job_not_found"

@@ -21,6 +21,8 @@ cache_total = Counter("photoindex_cache_total", "Content and vector cache lookup
                       registry=REGISTRY)
 tasks_total = Counter("photoindex_tasks_total", "Tasks run, by kind and final status", ["kind", "status"],
                       registry=REGISTRY)
+model_calls_total = Counter("photoindex_model_calls_total", "Model invocations (one per batch), by model",
+                            ["model"], registry=REGISTRY)
 queue_depth = Gauge("photoindex_queue_depth", "Messages waiting in the task transport", registry=REGISTRY)
 http_seconds = Histogram("photoindex_http_seconds", "HTTP request latency", ["route", "method", "status"],
                          buckets=_SECONDS, registry=REGISTRY)
@@ -28,3 +30,9 @@ http_seconds = Histogram("photoindex_http_seconds", "HTTP request latency", ["ro
 
 def exposition() -> bytes:
     return generate_latest(REGISTRY)
+
+
+def model_calls() -> float:
+    """Every model invocation of this process so far (tests use it to prove a path ran no model)."""
+    return sum(sample.value for metric in model_calls_total.collect() for sample in metric.samples
+               if sample.name.endswith("_total"))

@@ -7,7 +7,9 @@ Everything is opened lazily, so a command that only lists collections never load
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cached_property
+from typing import Any, TypeVar
 
 from photoindex.config import Settings, load_settings
 from photoindex.errors import ErrorCode, ModelError
@@ -16,14 +18,35 @@ from photoindex.ml.registry import ModelRegistry
 from photoindex.ml.session import default_providers
 from photoindex.schemas import CollectionInfo
 from photoindex.store.catalog import Catalog
+from photoindex.store.result_cache import ResultCache
 from photoindex.store.vectors import VectorIndex, VectorSpace, open_vector_index
+
+T = TypeVar("T")
+
+
+_blas_limited = False
+
+
+def _limit_blas_threads(threads: int) -> None:
+    """NumPy's BLAS threads spin while they wait: beside ONNX Runtime and decode processes they slow the
+    numpy models (the sentence embedder) several times over. One per process unless configured."""
+    global _blas_limited
+    if _blas_limited:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads or 1, user_api="blas")
+    _blas_limited = True
 
 
 class Runtime:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
+        _limit_blas_threads(self.settings.intra_op_threads)
         self._models: dict[str, ImageTextEmbedder] = {}
+        self._resident: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._resident_lock = threading.Lock()
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -62,6 +85,18 @@ class Runtime:
                     batch_size=self.settings.batch_size,
                 )
             return self._models[name]
+
+    def resident(self, key: str, load: Callable[[], T]) -> T:
+        """A model (detector, OCR reader, captioner...) loaded once per process and kept warm; a load
+        that fails is tried again next time (the model may have been installed meanwhile)."""
+        with self._resident_lock:
+            if key not in self._resident:
+                self._resident[key] = load()
+            return self._resident[key]
+
+    @cached_property
+    def result_cache(self) -> ResultCache:
+        return ResultCache(self.settings.cache_dir)
 
     def try_embedder(self, name: str, *, progress: bool = False) -> tuple[ImageTextEmbedder | None, str | None]:
         """The model, or None and the message that tells the user how to get it. A known model that

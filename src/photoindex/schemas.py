@@ -57,6 +57,7 @@ class CollectionInfo(BaseModel):
     model: str | None = None
     active: bool = False
     asset_count: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class FileInfo(BaseModel):
@@ -89,6 +90,9 @@ class AssetInfo(BaseModel):
     status: str = "active"
     files: list[FileInfo] = Field(default_factory=list)
     embedded_models: list[str] = Field(default_factory=list)
+    quality: float | None = Field(default=None, description="technical quality 0..1 (enrichment)")
+    aesthetic: float | None = None
+    has_text: bool | None = None
 
 
 class SearchFilters(BaseModel):
@@ -98,9 +102,19 @@ class SearchFilters(BaseModel):
     date_to: datetime | None = None
     camera: str | None = Field(default=None, description="case-insensitive substring of 'Make Model'")
     path_prefix: str | None = None
+    tags: list[str] = Field(default_factory=list, description="every one of these tags or object labels")
+    has_text: bool | None = Field(default=None, description="OCR found text (true) or found none (false)")
+    min_quality: float | None = Field(default=None, ge=0.0, le=1.0, description="technical quality at least")
+    min_aesthetic: float | None = None
+    asset_ids: list[int] | None = Field(default=None, description="only these assets (a selection)")
 
     def is_empty(self) -> bool:
-        return not any((self.date_from, self.date_to, self.camera, self.path_prefix))
+        return not any((self.date_from, self.date_to, self.camera, self.path_prefix)) and not self.catalog_only()
+
+    def catalog_only(self) -> bool:
+        """Filters only the catalog can resolve (backends with their own payload don't carry them)."""
+        return bool(self.tags) or any(v is not None for v in (self.has_text, self.min_quality, self.min_aesthetic,
+                                                               self.asset_ids))
 
 
 class SearchHit(BaseModel):
@@ -112,6 +126,7 @@ class SearchHit(BaseModel):
     sha256: str
     width: int
     height: int
+    found_by: list[str] = Field(default_factory=list, description="hybrid search: image, words, meaning")
 
 
 class IngestReport(BaseModel):
@@ -131,6 +146,9 @@ class IngestReport(BaseModel):
     embedded: int = 0
     embeddings_reused: int = Field(default=0, description="vectors copied from the same content elsewhere")
     embeddings_pending: int = 0
+    enriched: dict[str, int] = Field(default_factory=dict, description="results per enricher (computed or cached)")
+    enrich_failed: int = 0
+    ocr_gate_skipped: int = Field(default=0, description="photos whose text detection ruled out OCR recognition")
     elapsed_s: float = 0.0
     interrupted: bool = False
     notices: list[str] = Field(default_factory=list)
@@ -202,3 +220,24 @@ class QualityResult(BaseModel):
     exposure: float
     noise: float
     aesthetic: float | None = None
+
+
+class ObjectsResult(BaseModel):
+    regions: list[Region] = Field(default_factory=list)
+
+
+class TagsResult(BaseModel):
+    tags: list[tuple[str, float]] = Field(default_factory=list, description="(label, probability), best first")
+
+
+class AestheticResult(BaseModel):
+    aesthetic: float
+
+
+class TextEmbeddingResult(BaseModel):
+    """A sentence embedding of a photo's words (caption, OCR text, tags); the vector itself goes to the
+    embedding table, `text_sha256` says which words it encodes."""
+
+    text_sha256: str
+    chars: int
+    vector: list[float] | None = None

@@ -90,7 +90,7 @@ def test_capabilities_report_the_model_and_a_probed_batch_size(
     probe = model["probe"]
     assert probe["max_batch"] == model["max_batch"] == caps["max_batch"]
     assert [s["batch"] for s in probe["steps"]][:2] == [1, 2]  # growing batches were tried
-    assert caps["captioners"] == {"loaded": [], "configurable": []}
+    assert caps["captioners"] == {"loaded": [], "configurable": ["configured"]}
 
 
 def test_embed_texts_matches_in_process(client: httpx.Client, local_model: ImageTextEmbedder) -> None:
@@ -249,7 +249,7 @@ def test_caption_is_not_available_yet(client: httpx.Client, photos: dict[str, Im
     assert r.status_code == 501
     err = r.json()["error"]
     assert err["code"] == "not_available"
-    assert err["details"] == {"loaded": [], "configurable": []}
+    assert err["details"] == {"loaded": [], "configurable": ["configured"]}
     assert "captioner" in err["message"]
 
     r = client.post(
@@ -323,3 +323,19 @@ def test_concurrent_requests_are_merged_into_shared_batches(
             )
         caps = httpx.get(f"{svc.url}/api/v1/capabilities").json()
         assert caps["models"][0]["stats"]["image"]["batches"] == batcher.stats.batches
+
+
+def test_caption_with_the_configured_vlm(tmp_path: Path, models_dir: Path, photos: dict[str, Image.Image]) -> None:
+    """`serve-ml --captioner configured` serves the captioner of the settings: here an OpenAI-compatible
+    endpoint (the stub follows the chat-completions contract and describes the pixels it receives)."""
+    from support.vlm_stub import VlmStub, describe
+
+    with VlmStub() as vlm:
+        settings = service_settings(tmp_path / "home", models_dir, captioner="vlm:stub-vision-1", vlm_url=vlm.url)
+        with ThreadService(settings, MLServiceOptions(captioners=["configured"])) as service:
+            with httpx.Client(base_url=service.url, timeout=30) as client:
+                r = client.post("/api/v1/caption", files=[("files", ("coffee.jpg", jpeg_bytes(photos["coffee"])))])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["captioner"] == "vlm:stub-vision-1" and body["errors"] == 0
+    assert body["items"][0]["caption"] == describe(vlm.images[0])

@@ -25,7 +25,7 @@ from photoindex import __version__, metrics
 from photoindex.api import errors
 from photoindex.api.auth import keys_required, require_key
 from photoindex.api.deps import API_PREFIX, Dispatcher
-from photoindex.api.routers import assets, collections, health, ingest, jobs, search
+from photoindex.api.routers import assets, collections, enrich, health, ingest, jobs, search
 from photoindex.api.schemas import ErrorBody
 from photoindex.config import Settings
 from photoindex.runtime import Runtime
@@ -192,7 +192,7 @@ def create_app(settings: Settings, *, host: str | None = None) -> FastAPI:
     app.add_middleware(AccessLog)
     guard = [Depends(require_key)] if need_keys else []
     app.include_router(health.open_router)
-    routers = (health.router, collections.router, ingest.router, jobs.router, search.router,
+    routers = (health.router, collections.router, ingest.router, jobs.router, search.router, enrich.router,
                assets.build_router(settings))
     for router in routers:
         app.include_router(router, dependencies=guard)

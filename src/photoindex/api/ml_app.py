@@ -101,7 +101,7 @@ decode_seconds = Histogram(
 )
 
 
-# -- captioners (a plug-in point: none exists yet) ----------------------------------------------------
+# -- captioners ----------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,26 @@ class Captioner(Protocol):
     def caption(self, images: Sequence[Image.Image], options: CaptionOptions) -> list[str]: ...
 
 
-#: captioner name -> factory(settings). The enrichment models register theirs here; `serve-ml --captioner
-#: NAME` (`MLServiceOptions.captioners`) loads them at start-up.
-CAPTIONERS: dict[str, Callable[[Settings], Captioner]] = {}
+class _ConfiguredCaptioner:
+    """The captioner the settings name (BLIP or a VLM endpoint) behind the service's interface."""
+
+    def __init__(self, settings: Settings) -> None:
+        from photoindex.enrich.loader import make_captioner
+        from photoindex.ml.registry import ModelRegistry
+
+        self.inner = make_captioner(settings, ModelRegistry(settings))
+        self.name, self.revision = self.inner.name, self.inner.revision
+
+    def caption(self, images: Sequence[Image.Image], options: CaptionOptions) -> list[str]:
+        from photoindex.ml.caption import trim_caption
+
+        texts = self.inner.caption(images, prompt=options.prompt)
+        return [trim_caption(t, options.max_length) for t in texts] if options.max_length else texts
+
+
+#: captioner name -> factory(settings); `serve-ml --captioner NAME` (`MLServiceOptions.captioners`) loads
+#: them at start-up. `configured` is the one the settings name (`captioner`, `vlm_url`).
+CAPTIONERS: dict[str, Callable[[Settings], Captioner]] = {"configured": _ConfiguredCaptioner}
 
 
 # -- errors -------------------------------------------------------------------------------------------

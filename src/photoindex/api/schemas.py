@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from photoindex.schemas import AssetInfo, FileError, IngestReport
+from photoindex.schemas import AssetInfo, Box, FileError, IngestReport
 
 COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 ABSOLUTE_PATH = r"^/[^\x00]*$"
@@ -238,6 +238,10 @@ class SearchFiltersIn(BaseModel):
     date_to: DateTimeText | None = Field(default=None, description="Taken at or before (wall-clock time)")
     camera: str | None = Field(default=None, max_length=255, description="Case-insensitive part of 'Make Model'")
     path_prefix: str | None = Field(default=None, max_length=4096, description="Only files below this folder")
+    tags: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=20, description="Every one of these tags or object labels")
+    has_text: bool | None = Field(default=None, description="OCR found text in the photo (or found none)")
+    min_quality: float | None = Field(default=None, ge=0.0, le=1.0, description="Technical quality at least")
 
 
 class SearchRequest(BaseModel):
@@ -246,6 +250,10 @@ class SearchRequest(BaseModel):
     offset: JsonInt = Field(default=0, ge=0, le=10000)
     collection: str | None = Field(default=None, min_length=1, max_length=128)
     filters: SearchFiltersIn | None = None
+    mode: Literal["hybrid", "image", "words"] = Field(
+        default="hybrid", description="hybrid: the image model fused with words found in photos (captions, OCR "
+        "text, tags); image: the image model alone; words: found words alone")
+    model: str | None = Field(default=None, max_length=128, description="Another model the collection has vectors of")
 
 
 class Hit(BaseModel):
@@ -257,6 +265,7 @@ class Hit(BaseModel):
     sha256: str
     width: int
     height: int
+    found_by: list[str] = Field(default_factory=list, description="hybrid search: image, words, meaning")
 
 
 class SearchResponse(BaseModel):
@@ -274,10 +283,35 @@ class VectorInfo(BaseModel):
     created_at: UtcDateTime
 
 
+class RegionOut(BaseModel):
+    kind: Literal["object", "text"]
+    label: str | None = None
+    text: str | None = None
+    score: float
+    caption: str | None = None
+    model: str
+    box: Box = Field(description="Normalised to the image: 0..1 from the top-left corner")
+
+
+class TagOut(BaseModel):
+    tag: str
+    score: float
+    source: str
+
+
 class AssetDetail(AssetInfo):
     taken_at: WallClock = None  # type: ignore[assignment]
     collection: str | None = None
     vectors: list[VectorInfo] = Field(default_factory=list)
+    regions: list[RegionOut] = Field(default_factory=list, description="Detected objects and lines of text")
+    tags: list[TagOut] = Field(default_factory=list)
+    caption: str | None = None
+    ocr_text: str | None = None
+    enrichments: dict[str, Any] = Field(default_factory=dict, description="Per enricher: model, revision, status")
+
+
+class Labels(BaseModel):
+    labels: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(min_length=1, max_length=1000)
 
 
 # -- health --------------------------------------------------------------------------------------

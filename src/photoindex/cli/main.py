@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from photoindex import __version__
-from photoindex.cli import collections, ingest, jobs, ml, models, search, watch
+from photoindex.cli import collections, enrich, ingest, jobs, ml, models, search, watch
 from photoindex.cli import serve
 from photoindex.cli.common import State
 
@@ -49,6 +49,10 @@ app.command("status")(ingest.status)
 app.command("search")(search.search)
 app.command("similar")(search.similar)
 app.command("info")(search.info)
+app.command("enrich")(enrich.enrich)
+app.command("embed")(enrich.embed)
+app.command("labels")(enrich.labels)
+app.add_typer(enrich.cache_app, name="cache")
 app.command("worker")(jobs.worker)
 app.command("watch")(watch.watch)
 app.command("serve-ml")(ml.serve_ml)

@@ -18,14 +18,19 @@ FROM_OPTION = typer.Option(None, "--from", help="Taken on or after (YYYY-MM-DD[T
 TO_OPTION = typer.Option(None, "--to", help="Taken on or before (YYYY-MM-DD[THH:MM]).")
 CAMERA_OPTION = typer.Option(None, "--camera", help="Camera make/model contains this (case-insensitive).")
 PATH_OPTION = typer.Option(None, "--in", help="Only photos in this folder (recursively).")
+TAG_OPTION = typer.Option(None, "--tag", help="Only photos with this tag or object (repeatable: all of them).")
+TEXT_OPTION = typer.Option(None, "--has-text/--no-text", help="Only photos with (or without) text found by OCR.")
+QUALITY_OPTION = typer.Option(None, "--min-quality", min=0.0, max=1.0, help="Technical quality at least (0-1).")
 
 
 def _filters(date_from: datetime | None, date_to: datetime | None, camera: str | None,
-             folder: Path | None) -> SearchFilters:
+             folder: Path | None, tags: list[str] | None = None, has_text: bool | None = None,
+             min_quality: float | None = None) -> SearchFilters:
     if date_to is not None and date_to.hour == date_to.minute == date_to.second == 0:
         date_to = date_to.replace(hour=23, minute=59, second=59)  # a bare date means the whole day
     return SearchFilters(date_from=date_from, date_to=date_to, camera=camera,
-                         path_prefix=normalize_path(folder) if folder else None)
+                         path_prefix=normalize_path(folder) if folder else None, tags=tags or [],
+                         has_text=has_text, min_quality=min_quality)
 
 
 def _render(hits: list[SearchHit], as_json: bool) -> None:
@@ -35,12 +40,12 @@ def _render(hits: list[SearchHit], as_json: bool) -> None:
     if not hits:
         console.print("no matches")
         return
-    table = Table("#", "score", "taken", "camera")
+    table = Table("#", "score", "taken", "camera", "found by")
     table.add_column("path", overflow="fold")  # a path is what people act on: never cut it
     table.add_column("id")
     for i, h in enumerate(hits, 1):
         table.add_row(str(i), f"{h.score:.3f}", h.taken_at.strftime("%Y-%m-%d %H:%M") if h.taken_at else "-",
-                      h.camera or "-", h.path or "-", str(h.asset_id))
+                      h.camera or "-", ", ".join(h.found_by) or "image", h.path or "-", str(h.asset_id))
     console.print(table)
 
 
@@ -52,12 +57,21 @@ def search(
     date_to: datetime = TO_OPTION,
     camera: str = CAMERA_OPTION,
     folder: Path = PATH_OPTION,
+    tags: list[str] = TAG_OPTION,
+    has_text: bool = TEXT_OPTION,
+    min_quality: float = QUALITY_OPTION,
+    mode: str = typer.Option("hybrid", "--mode", help="hybrid: pixels + words found in photos (captions, OCR "
+                             "text, tags); image: pixels only; words: found words only."),
+    model: str = typer.Option(None, "--model", help="Search the vectors of another model the collection has."),
     collection: str = COLLECTION_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Find photos by describing them."""
-    hits = search_text(runtime(), text, collection=collection, k=k,
-                       filters=_filters(date_from, date_to, camera, folder))
+    """Find photos by describing them.
+
+    Hybrid search (the default) also finds a photo by the words on it (a sign, a receipt) and by its
+    caption and tags once `photoindex enrich` (or an ingest with enrichers) has run."""
+    hits = search_text(runtime(), text, collection=collection, k=k, model=model, mode=mode,
+                       filters=_filters(date_from, date_to, camera, folder, tags, has_text, min_quality))
     _render(hits, as_json)
 
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from photoindex.errors import PhotoindexError
+from photoindex.cache import observe
+from photoindex.errors import ErrorCode, ModelError, PhotoindexError
 from photoindex.media.decode import decode_image
 from photoindex.media.hashing import read_and_hash
 from photoindex.media.thumbnails import thumbnail_path, write_thumbnails
@@ -53,7 +54,12 @@ def embed_pending(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder, p
     if not todo:
         return 0
     progress.phase("embedding", len(todo))
-    done = 0
+    done = _from_cache(rt, coll, model, todo)
+    if done:
+        progress.advance(done)
+        todo = rt.catalog.assets_needing_vectors(coll.id, model.name, model.revision)
+    if not todo:
+        return done
     with ThreadPoolExecutor(max_workers=rt.settings.prepare_workers) as pool:  # Pillow decodes without the GIL
         for start in range(0, len(todo), model.batch_size):
             chunk = todo[start : start + model.batch_size]
@@ -62,6 +68,9 @@ def embed_pending(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder, p
             if ready:
                 out = model.embed_images(np.stack([px for _, px in ready]))
                 vectors = {asset_id: out[i] for i, (asset_id, _) in enumerate(ready)}
+                hashes = dict(chunk)
+                observe.vectors(rt.result_cache, model.name, model.revision,
+                                {hashes[a]: v for a, v in vectors.items()})
                 rt.catalog.put_vectors(coll.id, model.name, model.revision, vectors)
                 sync_index(rt, coll, model, vectors)
                 done += len(ready)
@@ -69,15 +78,49 @@ def embed_pending(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder, p
     return done
 
 
+def _from_cache(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder, todo: list[tuple[int, str]]) -> int:
+    """Vectors the result cache already holds for this model revision (a rebuilt catalog, a model
+    switched back): stored without running the model."""
+    if "embedding" not in rt.result_cache.kinds():
+        return 0
+    by_sha = {h: a for a, h in todo}
+    rows = rt.result_cache.latest("embedding", model=model.name, revision=model.revision, keys=by_sha)
+    vectors = {by_sha[h]: row.vector for h, row in rows.items() if row.vector is not None}
+    if vectors:
+        rt.catalog.put_vectors(coll.id, model.name, model.revision, vectors)
+        sync_index(rt, coll, model, vectors)
+    return len(vectors)
+
+
+def add_model(rt: Runtime, coll: CollectionInfo, name: str, progress: Progress) -> int:
+    """Give a collection the vectors of one more image-text model (kept beside the others; search picks
+    one with `model`). Computes only what is missing for it; returns how many vectors were stored."""
+    model, notice = rt.try_embedder(name)
+    if model is None:
+        raise ModelError(notice or f"model {name} is not available", code=ErrorCode.MODEL_NOT_FOUND)
+    if name != rt.model_name(coll):
+        extra = list(coll.options.get("extra_models", []))
+        if name not in extra:
+            coll = rt.catalog.set_collection_options(coll.name, extra_models=[*extra, name])
+    observe.collection(rt.result_cache, coll, coll.model, coll.vector_size)
+    return embed_pending(rt, coll, model, progress)
+
+
 def _model_input(rt: Runtime, model: ImageTextEmbedder, asset_id: int, sha256: str) -> np.ndarray | None:
+    image = load_preview(rt, asset_id, sha256)
+    return None if image is None else fit_image(image, model.preprocess)
+
+
+def load_preview(rt: Runtime, asset_id: int, sha256: str) -> Image.Image | None:
+    """The asset's largest thumbnail as RGB, for models that run after ingest. Without a thumbnail (data
+    directory moved or cleaned) the original is decoded again and the thumbnails are repaired."""
     settings = rt.settings
     thumb = thumbnail_path(settings.thumbnails_dir, sha256, max(settings.thumbnail_sizes))
     try:
         with Image.open(thumb) as img:
-            return fit_image(img.convert("RGB"), model.preprocess)
+            return img.convert("RGB")
     except OSError:
         pass
-    # No thumbnail (data directory moved or cleaned): decode the original again, and repair it.
     for f in rt.catalog.get_asset(asset_id).files:
         if f.missing:
             continue
@@ -90,7 +133,7 @@ def _model_input(rt: Runtime, model: ImageTextEmbedder, asset_id: int, sha256: s
                                    raw_preview_min=settings.raw_preview_min_size)
             write_thumbnails(decoded.image, sha256, settings.thumbnails_dir, settings.thumbnail_sizes,
                              settings.thumbnail_quality)
-            return fit_image(decoded.image, model.preprocess)
+            return decoded.image.convert("RGB")
         except PhotoindexError:
             continue
     return None

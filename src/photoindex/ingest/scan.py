@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from pathlib import Path
 
+from photoindex.cache import observe
 from photoindex.errors import ErrorCode
 from photoindex.media.formats import is_candidate
 from photoindex.schemas import FileError, IngestReport
@@ -174,7 +175,8 @@ def scan(rt: Runtime, report: IngestReport, progress: Progress, *, min_age_s: fl
     return plan
 
 
-def reconcile(rt: Runtime, gone: dict[str, FileState], linked_assets: set[int]) -> tuple[set[int], int]:
+def reconcile(rt: Runtime, collection: str, gone: dict[str, FileState], linked_assets: set[int],
+              ) -> tuple[set[int], int]:
     """Files gone from disk. A gone path whose content this job linked at a new path was moved: its
     row goes, the asset stays, with the new path. The rest are marked missing (never deleted: the
     drive may come back). Idempotent. Returns (moved asset ids, files marked missing)."""

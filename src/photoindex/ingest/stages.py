@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from photoindex import metrics
+from photoindex.cache import observe
 from photoindex.ingest.embed import sync_index
 from photoindex.ingest.pool import PreparePool
 from photoindex.ingest.prepare import Failed, Known, PrepareConfig, Prepared, Result
@@ -71,6 +72,7 @@ class _Embedded:
     vectors: dict[str, np.ndarray]
     computed: int
     reused: int
+    fresh: frozenset[str] = frozenset()  # hashes whose vectors the model computed just now
 
 
 def prepare_config(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder | None) -> PrepareConfig:
@@ -96,6 +98,7 @@ class FileStages:
         self.failure: BaseException | None = None
         self.seen_hashes: set[str] = set()
         self.out = FilesOutcome()
+        self._noted_collection = False
 
     def run(self, paths: list[str]) -> FilesOutcome:
         if not paths:
@@ -155,7 +158,8 @@ class FileStages:
 
     def _embed_and_pass(self, batch: list[Known | Prepared]) -> None:
         vectors: dict[str, np.ndarray] = {}
-        reused = computed = 0
+        fresh_hashes: frozenset[str] = frozenset()
+        reused = 0
         model = self.model
         todo = [r for r in batch if isinstance(r, Prepared) and r.pixels is not None]
         if model is not None and todo:
@@ -172,8 +176,8 @@ class FileStages:
                     self.out.infer_s += elapsed
                     metrics.stage_seconds.labels("infer").observe(elapsed)
                 vectors.update({r.sha256: out[i] for i, r in enumerate(fresh)})
-                computed = len(fresh)
-        self._put(self.commit_q, _Embedded(batch, vectors, computed, reused))
+                fresh_hashes = frozenset(r.sha256 for r in fresh)
+        self._put(self.commit_q, _Embedded(batch, vectors, len(fresh_hashes), reused, fresh_hashes))
 
     # commit -----------------------------------------------------------------------------------
     def _commit_loop(self) -> None:
@@ -188,10 +192,10 @@ class FileStages:
         new = [r for r in items if isinstance(r, Prepared)]
         # Content another task (or worker) committed meanwhile is a duplicate here, not new.
         existing = self.rt.catalog.assets_by_sha256(self.coll.id, [r.sha256 for r in new]) if new else {}
-        assets = [NewAsset(sha256=r.sha256, sha1=r.sha1, bytes=r.size, mime=r.mime, width=r.width,
-                           height=r.height, exif=r.exif) for r in new]
-        files = [FileRecord(path=r.path, size=r.size, mtime_ns=r.mtime_ns, sha256=r.sha256) for r in items]
+        assets = [_new_asset(r) for r in new]
+        files = [_file_record(r) for r in items]
         model = self.model
+        self._record(new, items, {h: v for part in parts for h, v in part.vectors.items() if h in part.fresh})
         ids = self.rt.catalog.commit_batch(
             self.coll.id, assets, files,
             ModelVectors(model.name, model.revision, vectors) if model is not None and vectors else None,
@@ -216,6 +220,26 @@ class FileStages:
         metrics.files_total.labels("new").inc(sum(isinstance(r, Prepared) for r in items))
         metrics.files_total.labels("known").inc(sum(isinstance(r, Known) for r in items))
         self.progress.advance(len(items))
+
+    def _record(self, new: list[Prepared], items: list[Known | Prepared], fresh: dict[str, np.ndarray]) -> None:
+        """Into the result cache before the catalog: what a rebuild of the catalog needs."""
+        cache, model = self.rt.result_cache, self.model
+        if not self._noted_collection:
+            observe.collection(cache, self.coll, model.name if model else None, model.dim if model else None)
+            self._noted_collection = True
+        observe.assets(cache, [_new_asset(r) for r in {r.sha256: r for r in new}.values()])
+        observe.files(cache, self.coll.name, [_file_record(r) for r in items])
+        if model is not None and fresh:
+            observe.vectors(cache, model.name, model.revision, fresh)
+
+
+def _new_asset(r: Prepared) -> NewAsset:
+    return NewAsset(sha256=r.sha256, sha1=r.sha1, bytes=r.size, mime=r.mime, width=r.width, height=r.height,
+                    exif=r.exif)
+
+
+def _file_record(r: Known | Prepared) -> FileRecord:
+    return FileRecord(path=r.path, size=r.size, mtime_ns=r.mtime_ns, sha256=r.sha256)
 
 
 def _batches(q: queue.Queue, limit: int, *, idle_s: float,

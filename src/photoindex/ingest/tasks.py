@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from photoindex.enrich.runner import enrich_collection
 from photoindex.errors import ErrorCode
 from photoindex.ingest.embed import embed_pending
 from photoindex.ingest.scan import normalize_path, reconcile, scan
 from photoindex.ingest.stages import FileStages, FilesOutcome
 from photoindex.jobs.worker import handler
 from photoindex.runtime import Runtime
-from photoindex.schemas import FileError, IngestReport
+from photoindex.schemas import CollectionInfo, FileError, IngestReport
 from photoindex.store.catalog import FileState
 from photoindex.store.jobs import ClaimedTask, JobStore, TaskSpec
 from photoindex.store.models import utcnow
@@ -110,10 +111,26 @@ def run_files(worker: Worker, task: ClaimedTask) -> dict[str, Any]:
         worker.jobs.save_partial(task.id, worker.owner, stages.out.model_dump(mode="json"))
         raise
     result = out.model_dump(mode="json")
+    if p["embed"]:
+        result["enrich"] = _enrich(worker, coll, _asset_ids(rt, coll.id, p["paths"]))
     result["files"] = len(p["paths"])
     result["already_done"] = len(p["paths"]) - len(paths)  # skipped: committed by an earlier attempt
     result["wall_s"] = round(time.monotonic() - started, 3)
     return result
+
+
+def _asset_ids(rt: Runtime, collection_id: int, paths: list[str]) -> list[int]:
+    known = rt.catalog.file_states(collection_id, sorted({str(Path(p).parent) for p in paths}))
+    return sorted({known[p].asset_id for p in paths if p in known})
+
+
+def _enrich(worker: Worker, coll: CollectionInfo, asset_ids: list[int] | None) -> dict[str, Any]:
+    """Run the collection's enrichers where results are missing; a compact summary for the report."""
+    report = enrich_collection(worker.rt, coll, asset_ids=asset_ids,
+                               progress=worker.progress if asset_ids is None else None)
+    return {"done": {name: st.computed + st.cached for name, st in report.enrichers.items()},
+            "failed": sum(st.failed for st in report.enrichers.values()),
+            "ocr_gate_skipped": report.ocr_gate_skipped, "notices": report.notices}
 
 
 def _outcome_fields(result: dict[str, Any]) -> dict[str, Any]:
@@ -142,11 +159,13 @@ def run_finalize(worker: Worker, task: ClaimedTask) -> dict[str, Any]:
     coll = rt.collection(p["collection"])
     gone = {path: FileState(id=fid, asset_id=aid, size=0, mtime_ns=0, missing=False) for path, fid, aid in p["gone"]}
     linked = {a for res in worker.jobs.results(task.job_id, FILES) for a in res.get("linked_assets", [])}
-    moved_assets, missing = reconcile(rt, gone, linked)
+    moved_assets, missing = reconcile(rt, p["collection"], gone, linked)
     model, _ = _model(worker, p["collection"], p["embed"])
     embedded = embed_pending(rt, coll, model, worker.progress) if model is not None else 0
     result = {"moved": len(moved_assets), "moved_assets": sorted(moved_assets), "missing": missing,
               "embedded": embedded}
+    if p["embed"]:  # catch up on what the files tasks left (an enricher's model installed since...)
+        result["enrich"] = _enrich(worker, coll, None)
     report = job_report(rt, task.job_id, finalize=result)
     worker.jobs.set_job(task.job_id, report=report.model_dump(mode="json"), counts=report_counts(report))
     return result
@@ -184,6 +203,13 @@ def job_report(rt: Runtime, job_id: int, *, finalize: dict[str, Any] | None = No
         paths = jobs.payload(dead["id"]).get("paths", [])
         for path in _still_to_do(rt, params["collection_id"], paths) if paths else []:
             report.errors.append(FileError(path=path, code=ErrorCode.TASK_FAILED, message=message))
+    for res in [*jobs.results(job_id, FILES), fin]:
+        enriched = res.get("enrich") or {}
+        for name, n in enriched.get("done", {}).items():
+            report.enriched[name] = report.enriched.get(name, 0) + n
+        report.enrich_failed += enriched.get("failed", 0)
+        report.ocr_gate_skipped += enriched.get("ocr_gate_skipped", 0)
+        report.notices += [n for n in enriched.get("notices", []) if n not in report.notices]
     report.moved = fin.get("moved", 0)
     report.missing = fin.get("missing", 0)
     report.embedded += fin.get("embedded", 0)

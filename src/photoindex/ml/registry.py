@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -101,8 +101,13 @@ _revision_cache: dict[tuple[object, ...], str] = {}
 _revision_lock = threading.Lock()
 
 
+#: weights and configs of other model kinds (sentence-transformers, transformers) that count for the revision
+_OTHER_FILES = ("model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt", "sentence_bert_config.json",
+                "1_Pooling/config.json", "preprocessor_config.json", "tokenizer_config.json", "model.onnx")
+
+
 def _revision_files(path: Path) -> list[Path]:
-    files = [path / rel for rel in LAYOUT_FILES]
+    files = [path / rel for rel in (*LAYOUT_FILES, *_OTHER_FILES)]
     for sub in ("visual", "textual"):
         folder = path / sub
         if folder.is_dir():
@@ -112,35 +117,34 @@ def _revision_files(path: Path) -> list[Path]:
                     p for p in folder.iterdir() if p.name.startswith("model.onnx") and p.name != "model.onnx"
                 )
             )
-    return [f for f in files if f.is_file()]
+    return [f for f in dict.fromkeys(files) if f.is_file()]
 
 
-def model_revision(path: Path) -> str:
-    """The model folder's revision: its `REVISION` file (the Hugging Face commit it was pulled at), else
-    a 12-hex-digit SHA-256 of its config, ONNX and tokenizer files. Hashes are kept per process, keyed by
-    the files' sizes and modification times, so only a changed folder is read again."""
+def model_revision(path: Path, files: Sequence[Path] | None = None) -> str:
+    """A model folder's revision, part of every result-cache key: its `REVISION` file (the Hugging Face
+    commit it was pulled at), else a 12-hex-digit SHA-256 of `files` (default: the config, weight and
+    tokenizer files of the known layouts). Hashes are kept per process, keyed by the files' sizes and
+    modification times, so only a changed folder is read again."""
     path = Path(path)
     marker = path / REVISION_FILE
     if marker.is_file():
         text = marker.read_text(encoding="utf-8").strip()
         if text:
             return text.splitlines()[0].strip()
-    files = _revision_files(path)
+    files = sorted((Path(f) for f in files), key=lambda f: f.as_posix()) if files is not None else _revision_files(path)
     if not files:
         raise ModelError(
             f"{path} holds no model files", code=ErrorCode.MODEL_INVALID, details={"path": str(path)}
         )
-    stats = tuple(
-        (f.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()]
-    )
+    names = [f.relative_to(path).as_posix() if f.is_relative_to(path) else f.name for f in files]
+    stats = tuple((rel, st.st_size, st.st_mtime_ns) for rel, f in zip(names, files, strict=True) for st in [f.stat()])
     key = (str(path.resolve()), stats)
     with _revision_lock:
         cached = _revision_cache.get(key)
     if cached is not None:
         return cached
     digest = hashlib.sha256()
-    for f in files:
-        rel = f.relative_to(path).as_posix()
+    for rel, f in zip(names, files, strict=True):
         digest.update(rel.encode() + b"\0" + str(f.stat().st_size).encode() + b"\0")
         with f.open("rb") as fh:
             while chunk := fh.read(1 << 20):
@@ -215,6 +219,19 @@ class ModelRegistry:
         """The folder of model NAME (or `owner/NAME`), following the resolution order; None when absent."""
         found = self._find(name)
         return found[0] if found else None
+
+    def find_folder(self, name: str) -> Path | None:
+        """The folder of a model of any task (detector, captioner, text model...) by the same
+        resolution order, without checking a layout (each loader checks its own); an existing path
+        given as NAME is taken as it is."""
+        direct = Path(name).expanduser()
+        if direct.is_absolute() and direct.is_dir():
+            return direct
+        local, _ = self.split_name(name)
+        for path, _source in self._candidates(local):
+            if path.is_dir():
+                return path
+        return None
 
     def status(self, name: str) -> ModelStatus:
         local, _ = self.split_name(name)

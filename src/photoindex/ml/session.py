@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from photoindex import metrics
 from photoindex.errors import ErrorCode, ModelError
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,7 @@ class OrtSession:
             if dtype is not None and array.dtype != dtype:
                 array = array.astype(dtype)
             feed[name] = np.ascontiguousarray(array)
+        metrics.model_calls_total.labels(self.path.parent.name or self.path.name).inc()
         return list(self._session.run(list(output_names) if output_names else None, feed))
 
     def __repr__(self) -> str:

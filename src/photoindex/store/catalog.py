@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from photoindex.errors import CatalogError, ErrorCode
 from photoindex.schemas import AssetInfo, CollectionInfo, ExifInfo, FileInfo, SearchFilters
-from photoindex.store.models import Asset, Collection, Embedding, File, Job, Setting, VectorSpace, utcnow
+from photoindex.store.models import Asset, AssetTag, AssetText, Collection, Embedding, File, Job, Setting, VectorSpace, utcnow
 
 ACTIVE_COLLECTION_KEY = "active_collection"
 DEFAULT_COLLECTION = "default"
@@ -132,6 +132,9 @@ def _asset_info(asset: Asset, files: Iterable[File] = (), models: Iterable[str] 
         status=asset.status,
         files=[FileInfo.model_validate(f) for f in sorted(files, key=lambda f: (f.missing, f.path))],
         embedded_models=sorted(models),
+        quality=asset.quality,
+        aesthetic=asset.aesthetic,
+        has_text=asset.has_text,
     )
 
 
@@ -220,6 +223,7 @@ class Catalog:
                 CollectionInfo(
                     id=c.id, name=c.name, created_at=c.created_at, vector_size=c.vector_size,
                     distance=c.distance, model=c.model, active=c.name == active, asset_count=counts.get(c.id, 0),
+                    options=c.options or {},
                 )
                 for c in s.scalars(select(Collection).order_by(Collection.name))
             ]
@@ -235,6 +239,27 @@ class Catalog:
                 row.vector_size = vector_size
             if model is not None:
                 row.model = model
+
+    def set_collection_options(self, name: str, **options: Any) -> CollectionInfo:
+        """Merge options (e.g. `enrichers`, `extra_models`) into a collection's; None removes one."""
+        with self.session() as s:
+            row = self._collection_row(s, name)
+            merged = {**(row.options or {}), **options}
+            row.options = {k: v for k, v in merged.items() if v is not None}
+            s.flush()
+            return self._collection_info(s, row)
+
+    def get_setting(self, key: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            row = s.get(Setting, key)
+            return dict(row.value) if row else None
+
+    def put_setting(self, key: str, value: dict[str, Any] | None) -> None:
+        with self.session() as s:
+            if value is None:
+                s.execute(delete(Setting).where(Setting.key == key))
+            else:
+                s.merge(Setting(key=key, value=value))
 
     def delete_collection(self, name: str) -> None:
         with self.session() as s:
@@ -297,6 +322,7 @@ class Catalog:
             id=row.id, name=row.name, created_at=row.created_at, vector_size=row.vector_size,
             distance=row.distance, model=row.model,
             active=active if active is not None else self._active_name(s) == row.name, asset_count=count,
+            options=row.options or {},
         )
 
     # -- ingest -----------------------------------------------------------------------------------
@@ -475,6 +501,21 @@ class Catalog:
             blob = s.scalar(select(Embedding.vector).where(Embedding.asset_id == asset_id, Embedding.model == model))
         return None if blob is None else np.frombuffer(blob, dtype="<f4").copy()
 
+    def count_texts(self, collection_id: int) -> int:
+        """Assets with searchable words (captions, OCR text, tags)."""
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(AssetText).where(
+                AssetText.collection_id == collection_id)) or 0
+
+    def get_vectors(self, asset_ids: Sequence[int], model: str) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        with self.session() as s:
+            for chunk in _chunks(list(asset_ids)):
+                rows = s.execute(select(Embedding.asset_id, Embedding.vector).where(
+                    Embedding.asset_id.in_(chunk), Embedding.model == model))
+                out.update({int(a): np.frombuffer(blob, dtype="<f4").copy() for a, blob in rows})
+        return out
+
     def load_vectors(self, collection_id: int, model: str, after_id: int = 0) -> VectorChunk:
         """Vectors of one space whose row id is above `after_id` (incremental refresh of in-memory indexes)."""
         with self.session() as s:
@@ -512,6 +553,17 @@ class Catalog:
             lo, hi = folder_range(filters.path_prefix)
             conds.append(Asset.id.in_(select(File.asset_id).where(
                 File.collection_id == collection_id, File.path >= lo, File.path < hi, File.missing.is_(False))))
+        for tag in filters.tags:
+            conds.append(Asset.id.in_(select(AssetTag.asset_id).where(
+                AssetTag.collection_id == collection_id, AssetTag.tag == tag.strip().lower())))
+        if filters.has_text is not None:
+            conds.append(Asset.has_text.is_(True) if filters.has_text else Asset.has_text.is_not(True))
+        if filters.min_quality is not None:
+            conds.append(Asset.quality >= filters.min_quality)
+        if filters.min_aesthetic is not None:
+            conds.append(Asset.aesthetic >= filters.min_aesthetic)
+        if filters.asset_ids is not None:
+            conds.append(Asset.id.in_([int(i) for i in filters.asset_ids]))
         with self.session() as s:
             ids = s.scalars(select(Asset.id).where(and_(*conds)).order_by(Asset.id)).all()
         return np.asarray(ids, dtype=np.int64)

@@ -324,6 +324,10 @@ class QdrantIndex(VectorIndex):
                 must.append(camera)
             if filters.path_prefix:
                 must.append(qm.FieldCondition(key="dirs", match=qm.MatchValue(value=folder_key(filters.path_prefix))))
+            if filters.asset_ids is not None:  # the search service resolves catalog-only filters to ids
+                if not filters.asset_ids:
+                    raise _NothingMatches
+                must.append(qm.HasIdCondition(has_id=[int(i) for i in filters.asset_ids]))
         excluded: list[qm.ExtendedPointId] = [int(i) for i in exclude]
         must_not: list[Any] = [qm.HasIdCondition(has_id=excluded)] if excluded else []
         if not must and not must_not:

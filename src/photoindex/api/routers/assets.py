@@ -25,6 +25,7 @@ from photoindex.media.thumbnails import thumbnail_path
 from photoindex.runtime import Runtime
 from photoindex.schemas import AssetInfo
 from photoindex.search.service import search_similar
+from photoindex.store import enrichments
 from photoindex.store.models import Embedding
 
 ASSET_ID = PathParam(ge=1, le=2**62)
@@ -85,7 +86,8 @@ def build_router(settings: Settings) -> APIRouter:
         asset = rt.catalog.get_asset(asset_id)
         fields = asset.model_dump(exclude={"taken_at"})
         return AssetDetail(**fields, taken_at=asset.taken_at.isoformat() if asset.taken_at else None,
-                           collection=_collection_name(rt, asset.collection_id), vectors=_vectors(rt, asset_id))
+                           collection=_collection_name(rt, asset.collection_id), vectors=_vectors(rt, asset_id),
+                           **enrichments.detail(rt.catalog, asset_id))
 
     @router.get("/{asset_id}/thumbnail", response_class=FileResponse,
                 summary="JPEG thumbnail; strong ETag (content hash + size), cacheable forever",

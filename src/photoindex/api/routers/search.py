@@ -29,8 +29,9 @@ def page(hits: list[SearchHit], k: int, offset: int) -> list[Hit]:
 def search(body: SearchRequest, rt: Runtime = Depends(get_rt)) -> SearchResponse:
     coll = rt.collection(body.collection)
     filters = SearchFilters(**body.filters.model_dump()) if body.filters else None
-    hits = search_text(rt, body.text, collection=coll.name, k=body.k + body.offset, filters=filters)
-    return SearchResponse(collection=coll.name, model=rt.model_name(coll), k=body.k, offset=body.offset,
+    hits = search_text(rt, body.text, collection=coll.name, k=body.k + body.offset, filters=filters,
+                       model=body.model, mode=body.mode)
+    return SearchResponse(collection=coll.name, model=body.model or rt.model_name(coll), k=body.k, offset=body.offset,
                           hits=page(hits, body.k, body.offset))
 
 

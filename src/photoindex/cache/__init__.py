@@ -1,0 +1,1 @@
+"""The result cache as the services use it: recording what ingest observed, rebuilding from it."""
