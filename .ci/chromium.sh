@@ -10,4 +10,5 @@ if [ ! -x "$bin" ]; then
   ($sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     chromium fonts-dejavu-core >/dev/null) >&2
 fi
-"$bin" --version >&2
+# (Debian's wrapper script complains on stderr about some shells' `[`: only the version line matters)
+"$bin" --version 2>/dev/null | head -n 1 >&2

@@ -164,8 +164,9 @@ class Settings(BaseSettings):
     detection_min_score: float = Field(default=0.35, ge=0.0, le=1.0)
     rerank_regions: bool = Field(default=True, description="Re-rank detected regions over `labels` with the image-text model.")
     tag_min_score: float = Field(default=0.25, ge=0.0, le=1.0, description="Scene tags need at least this probability.")
-    ocr_gate: float = Field(default=0.82, ge=0.0, le=1.0,
-                            description="Text-detection score from which OCR recognition runs (see bench_enrich.py).")
+    ocr_gate: float = Field(default=0.5, ge=0.0, le=1.0,
+                            description="Gate score (text detection at 480 px) from which OCR reads a photo "
+                            "(see bench/bench_enrich.py).")
     captioner: str | None = Field(
         default=None, description="BLIP model folder (needs photoindex[hf]), or vlm:<model> for `vlm_url`.",
     )

@@ -35,7 +35,11 @@ class ErrorCode(StrEnum):
     INVALID_NAME = "invalid_name"
     ASSET_NOT_FOUND = "asset_not_found"
     DIMENSION_MISMATCH = "dimension_mismatch"
-    CACHE_DAMAGED = "cache_damaged"  # the result cache's manifest or parts do not match
+    NO_VECTORS = "no_vectors"  # the collection has no vectors of the model asked for
+    CACHE_DAMAGED = "cache_damaged"
+    # curation
+    ARCHIVE_CONFLICT = "archive_conflict"  # an undo would overwrite other content, or is done already
+    BATCH_NOT_FOUND = "batch_not_found"  # the result cache's manifest or parts do not match
     # jobs
     TASK_FAILED = "task_failed"  # a task gave up after its last attempt (dead letter)
     JOB_NOT_FOUND = "job_not_found"

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from photoindex.errors import ErrorCode
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# The catalog keeps its own timestamps as naive UTC; models that leave the process say so (RFC 3339
+# needs an offset).
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+# A capture time as the camera recorded it: wall-clock time, with an offset only when the file states
+# one. Not an RFC 3339 instant, so the schema says "string".
+WallClockTime = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str, when_used="json"),
+                          WithJsonSchema({"type": "string", "description": "capture time (ISO 8601, wall clock)"})]
 
 
 class ExifInfo(BaseModel):

@@ -47,4 +47,5 @@ def test_schemathesis_all_operations(serve: Callable[..., Server], library: Path
                           env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-12000:]
-    assert "24 selected / 24 total" in out  # every operation of the API was exercised
+    ops = sum(len(methods) for methods in server.app.openapi()["paths"].values())
+    assert f"{ops} selected / {ops} total" in out  # every operation of the API was exercised

@@ -63,4 +63,4 @@ def test_enrich_job_detail_filters_and_labels(server: Server, enrich_library: Pa
         again = wait_done(client, client.post("/enrich", json={"only": ["tags"]}).json()["job_id"])
         assert again["counts"] == {"tags": 6}  # new labels: the tags are recomputed, nothing else ran
         unknown_model = client.post("/search", json={"text": "cat", "model": "no-such-model"})
-        assert unknown_model.status_code == 400 and unknown_model.json()["code"] == "invalid_request"
+        assert unknown_model.status_code == 404 and unknown_model.json()["code"] == "no_vectors"

@@ -1,8 +1,8 @@
 """OCR with RapidOCR's real PP-OCR models: text rendered onto real photos is read, photos without text
-are skipped by the detection-only gate.
+are skipped by the low-resolution, detection-only gate.
 
 The photos are scikit-image's; the motorcycle is left out of "without text" because it carries a
-YAMAHA badge (the detector finds it: gate 0.78, just under the default threshold).
+YAMAHA badge (the full-size detector finds it: 0.78; the 480 px gate does not: 0.00).
 """
 
 from __future__ import annotations
@@ -16,9 +16,17 @@ from difflib import SequenceMatcher
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
+from support.text_photos import with_sign
 
 from photoindex.errors import ErrorCode, MediaError, ModelError, PhotoindexError
-from photoindex.ml.ocr import DEFAULT_GATE_THRESHOLD, TextReader, gate_score, reading_order, text_hint
+from photoindex.ml.ocr import (
+    DEFAULT_GATE_THRESHOLD,
+    FULL_SIZE_GATE_THRESHOLD,
+    TextReader,
+    gate_score,
+    reading_order,
+    text_hint,
+)
 from photoindex.schemas import Box, OcrResult, TextLine
 
 WITHOUT_TEXT = ("astronaut", "coffee", "cat", "rocket")
@@ -29,6 +37,11 @@ RECEIPT = ("GROCERY MART", "Milk 2.49", "Bread 3.10", "TOTAL 5.59")
 @pytest.fixture(scope="module")
 def reader() -> TextReader:
     return TextReader.load()
+
+
+@pytest.fixture(scope="module")
+def full_size_gate_reader() -> TextReader:
+    return TextReader.load(gate_side_len=None)
 
 
 # -- drawing text onto photos ---------------------------------------------------------------------------
@@ -131,8 +144,8 @@ def test_reads_a_sign_and_a_receipt_on_real_photos(reader: TextReader, sign: Dra
     _assert_reads(results[0], sign)
     _assert_reads(results[1], receipt)
     assert "open 24 hours" in _norm(results[0].text)
-    for result in results:
-        assert result.gate_score >= DEFAULT_GATE_THRESHOLD
+    for result in results:  # read() reports its own full-size detection's score
+        assert result.gate_score >= FULL_SIZE_GATE_THRESHOLD
 
 
 def test_reads_upside_down_text_with_the_angle_classifier(reader: TextReader, sign: Drawn) -> None:
@@ -169,6 +182,25 @@ def test_the_gate_skips_photos_without_text(
     assert reader.gate([sign.image, plain[0]]) == pytest.approx([scores[-2], scores[0]])
 
 
+def test_small_signs_on_1024_px_photos_pass_the_low_resolution_gate(
+    reader: TextReader, photos: dict[str, Image.Image]
+) -> None:
+    """12-14 px glyphs on a 1024 px photo are under 7 px at the 480 px gate, yet still pass it, and the
+    full-size read then finds them."""
+
+    def at_1024(name: str) -> Image.Image:
+        photo = photos[name]
+        return photo.resize((1024, round(1024 * photo.height / photo.width)))
+
+    signs = [with_sign(at_1024("coffee"), ["OPEN 24 HOURS"], size=14),
+             with_sign(at_1024("rocket"), ["EXIT", "PLATFORM 2"], size=12)]
+    results = reader.read_gated(signs)
+    assert [r.recognized for r in results] == [True, True], [r.gate_score for r in results]
+    assert min(r.gate_score for r in results) >= DEFAULT_GATE_THRESHOLD
+    assert _find("OPEN 24 HOURS", results[0].lines) is not None, results[0].text
+    assert _find("PLATFORM 2", results[1].lines) is not None, results[1].text
+
+
 def test_hints_force_recognition(reader: TextReader, photos: dict[str, Image.Image]) -> None:
     results = reader.read_gated([photos["rocket"], photos["cat"]], threshold=DEFAULT_GATE_THRESHOLD,
                                 hints=[True, False])
@@ -179,20 +211,49 @@ def test_hints_force_recognition(reader: TextReader, photos: dict[str, Image.Ima
     assert err.value.code == ErrorCode.INVALID_REQUEST
 
 
-def test_gated_reading_detects_each_image_once(
-    reader: TextReader, photos: dict[str, Image.Image], sign: Drawn, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _count_detections(reader: TextReader, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The long side of every tensor the detection model is run on from now on."""
     session = reader._det.session
-    calls = []
+    sides: list[int] = []
 
     def counting(tensor: np.ndarray) -> np.ndarray:
-        calls.append(tensor.shape)
+        sides.append(max(tensor.shape[2:]))
         return session(tensor)
 
     monkeypatch.setattr(reader._det, "session", counting)
-    results = reader.read_gated([photos["cat"], sign.image], threshold=DEFAULT_GATE_THRESHOLD)
+    return sides
+
+
+def test_gated_reading_detects_small_then_full_size_only_where_the_gate_passes(
+    reader: TextReader, photos: dict[str, Image.Image], sign: Drawn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sides = _count_detections(reader, monkeypatch)
+    results = reader.read_gated([photos["cat"], sign.image])
     assert [r.recognized for r in results] == [False, True]
-    assert len(calls) == 2
+    assert len(sides) == 3  # the cat: one low-resolution detection; the sign: low, then full size
+    assert max(sides[:2]) <= reader.gate_side_len < sides[2]
+    assert results[1].gate_score == pytest.approx(reader.gate([sign.image])[0])  # the gate's score
+
+
+def test_a_full_size_gate_detects_each_image_once(
+    full_size_gate_reader: TextReader, photos: dict[str, Image.Image], sign: Drawn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reader = full_size_gate_reader
+    assert reader.gate_side_len is None and reader.default_threshold == FULL_SIZE_GATE_THRESHOLD
+    sides = _count_detections(reader, monkeypatch)
+    results = reader.read_gated([photos["cat"], sign.image])
+    assert [r.recognized for r in results] == [False, True]
+    assert len(sides) == 2 and min(sides) > 480  # the short side is scaled up to 736 px
+    _assert_reads(results[1], sign)
+    assert reader.read([sign.image])[0] == results[1]  # the gate's detection was reused for the read
+
+
+def test_gate_side_len_is_checked_and_never_above_the_read() -> None:
+    with pytest.raises(ModelError) as err:
+        TextReader.load(gate_side_len=16)
+    assert err.value.code == ErrorCode.CONFIG_INVALID
+    assert TextReader.load(max_side_len=480, gate_side_len=640).gate_side_len is None
 
 
 def test_gate_score_favours_line_shaped_boxes() -> None:
@@ -224,7 +285,7 @@ def test_odd_images_do_not_crash(reader: TextReader, photos: dict[str, Image.Ima
     assert len(results) == len(odd)
     for result in results[:5]:  # nothing to read in flat images
         assert result.gate_score == 0.0 and result.lines == []
-    assert reader.gate(odd[:2]) == [0.0, 0.0]
+    assert reader.gate(odd)[:5] == [0.0] * 5  # the low-resolution gate copes with the same odd shapes
     with pytest.raises(MediaError) as err:
         reader.read([np.zeros((4, 4, 3), np.uint8)])  # type: ignore[list-item]
     assert err.value.code == ErrorCode.UNSUPPORTED_TYPE

@@ -25,10 +25,22 @@ from photoindex import __version__, metrics
 from photoindex.api import errors
 from photoindex.api.auth import keys_required, require_key
 from photoindex.api.deps import API_PREFIX, Dispatcher
-from photoindex.api.routers import assets, collections, enrich, health, ingest, jobs, search
+from photoindex.api.routers import (
+    assets,
+    collections,
+    curation,
+    duplicates,
+    enrich,
+    health,
+    ingest,
+    jobs,
+    library,
+    search,
+)
 from photoindex.api.schemas import ErrorBody
 from photoindex.config import Settings
 from photoindex.runtime import Runtime
+from photoindex.web import mount_web
 
 log = logging.getLogger("photoindex.api")
 worker_log = logging.getLogger("photoindex.api.worker")
@@ -192,9 +204,11 @@ def create_app(settings: Settings, *, host: str | None = None) -> FastAPI:
     app.add_middleware(AccessLog)
     guard = [Depends(require_key)] if need_keys else []
     app.include_router(health.open_router)
-    routers = (health.router, collections.router, ingest.router, jobs.router, search.router, enrich.router,
+    routers = (health.router, collections.router, ingest.router, jobs.router, search.router, library.router,
+               enrich.router, duplicates.router, curation.router,
                assets.build_router(settings))
     for router in routers:
         app.include_router(router, dependencies=guard)
     app.state.api_routes = [r for router in (health.open_router, *routers) for r in router.routes]
+    mount_web(app, settings)  # the web UI at / (pages, static files, the key cookie for media and streams)
     return app

@@ -4,11 +4,10 @@ OpenAPI schema at /openapi.json describes exactly what the server sends."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -18,14 +17,10 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from photoindex.schemas import AssetInfo, Box, FileError, IngestReport
+from photoindex.schemas import AssetInfo, Box, FileError, IngestReport, UtcDateTime
 
 COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 ABSOLUTE_PATH = r"^/[^\x00]*$"
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 _DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -53,8 +48,6 @@ def _json_int(value: Any) -> Any:
 
 JsonInt = Annotated[int, BeforeValidator(_json_int)]
 
-# The catalog keeps its own timestamps as naive UTC; the API says so (RFC 3339 needs an offset).
-UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 DateTimeText = Annotated[datetime, BeforeValidator(_iso_text)]
 WallClock = Annotated[str | None, Field(
     description="Capture time as the camera recorded it (ISO 8601), with its UTC offset when the file states one")]

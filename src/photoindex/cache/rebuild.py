@@ -47,7 +47,7 @@ def import_cache(rt: Runtime, progress: Progress | None = None) -> ImportReport:
 
     started = time.perf_counter()
     progress = progress or NullProgress()
-    cache, catalog = rt.result_cache, rt.catalog
+    cache = rt.result_cache
     report = ImportReport()
     files_by_coll: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in cache.latest(FILES).values():

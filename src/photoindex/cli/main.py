@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from photoindex import __version__
-from photoindex.cli import collections, enrich, ingest, jobs, ml, models, search, watch
+from photoindex.cli import archive, collections, curation, duplicates, enrich, ingest, jobs, ml, models, search, watch
 from photoindex.cli import serve
 from photoindex.cli.common import State
 
@@ -53,6 +53,9 @@ app.command("enrich")(enrich.enrich)
 app.command("embed")(enrich.embed)
 app.command("labels")(enrich.labels)
 app.add_typer(enrich.cache_app, name="cache")
+app.add_typer(duplicates.app, name="duplicates")
+app.add_typer(archive.app, name="archive")
+app.add_typer(curation.app, name="curation")
 app.command("worker")(jobs.worker)
 app.command("watch")(watch.watch)
 app.command("serve-ml")(ml.serve_ml)

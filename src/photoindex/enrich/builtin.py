@@ -123,7 +123,8 @@ class OcrEnricher(Enricher):
 
     def __init__(self, reader: Any, *, threshold: float, batch_size: int = 8) -> None:
         self.reader, self.threshold, self.batch_size = reader, threshold, batch_size
-        self.model, self.revision = reader.name, f"{reader.revision}-{reader.max_side_len}-{threshold:g}"
+        self.model = reader.name
+        self.revision = f"{reader.revision}-{reader.max_side_len}-{reader.gate_side_len}-{threshold:g}"
         self.gated = 0
 
     def run(self, items: list[Item]) -> list[BaseModel]:

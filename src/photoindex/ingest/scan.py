@@ -183,6 +183,7 @@ def reconcile(rt: Runtime, collection: str, gone: dict[str, FileState], linked_a
     still_gone = {p: s for p, s in gone.items() if not os.path.exists(p)}
     moved = [s for s in still_gone.values() if s.asset_id in linked_assets]
     missing = [s.id for s in still_gone.values() if s.asset_id not in linked_assets]
+    observe.files_gone(rt.result_cache, collection, [p for p, s in still_gone.items() if s.asset_id in linked_assets])
     rt.catalog.delete_files([s.id for s in moved])
     rt.catalog.set_missing(missing)
     return {s.asset_id for s in moved}, len(missing)

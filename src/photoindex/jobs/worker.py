@@ -50,7 +50,8 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
 
 
 def _load_handlers() -> None:
-    import photoindex.enrich.tasks  # noqa: F401  (registers the task kinds)
+    import photoindex.curation.tasks  # noqa: F401  (registers the task kinds)
+    import photoindex.enrich.tasks  # noqa: F401
     import photoindex.ingest.tasks  # noqa: F401
 
 

@@ -50,13 +50,17 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'rapidocr==3.10.0' onnxruntime 'opencv-python-headless<5'"
 
-# The lowest gate score worth a recognition pass for the full-size gate (`gate_side_len=None`),
-# measured on scikit-image / scikit-learn photos at max_side_len 1024. Without text: rocket 0.00, cat 0.14, coffee 0.36, astronaut 0.48, china 0.65,
-# cameraman 0.77 — but coins 0.90 (rows of coins look like lines of text: a false pass, which costs
-# one recognition and yields no confident line). With text: signs and receipts rendered onto photos
-# 0.87-0.92 at 14-36 px glyphs, a scanned page 0.94; the motorcycle's small YAMAHA badge scores 0.78.
+# The lowest gate score worth a recognition pass, for the default gate at 480 px, measured on 17
+# scikit-image / scikit-learn photos at their own size and at 1024 px wide. Without text: 0.00-0.19,
+# cameraman 0.35, the 1024 px astronaut 0.55 (the name tag on her suit, which the full read does
+# find); coins 0.18 and the motorcycle's small YAMAHA badge 0.00. With text drawn onto 8 of them (signs
+# of 12-56 px glyphs, receipts of 14-20 px, at both sizes): 0.63-0.93, a scanned page 0.86. Receipts of
+# 10 px glyphs on a 1024 px photo (under 5 px at the gate) score 0.00-0.64: below what the gate sees.
+DEFAULT_GATE_THRESHOLD = 0.5
+# The same for the full-size gate (`gate_side_len=None`): without text up to 0.79 (cameraman), coins
+# 0.90 (rows of coins look like lines of text: a false pass, which costs one recognition and yields no
+# confident line); with text 0.73-0.94: small signs on busy photos (flowers, cameraman) are missed.
 FULL_SIZE_GATE_THRESHOLD = 0.82
-DEFAULT_GATE_THRESHOLD = 0.82  # TODO measure
 DEFAULT_GATE_SIDE_LEN = 480
 
 MIN_SIDE = 32  # the detector works on multiples of 32 px
@@ -294,6 +298,11 @@ class TextReader:
     def model_id(self) -> str:
         return f"{self.name}@{self.revision}"
 
+    @property
+    def default_threshold(self) -> float:
+        """The gate threshold measured for this reader's gate: low-resolution or full-size."""
+        return FULL_SIZE_GATE_THRESHOLD if self.gate_side_len is None else DEFAULT_GATE_THRESHOLD
+
     @classmethod
     def load(cls, *, max_side_len: int = 1024, gate_side_len: int | None = DEFAULT_GATE_SIDE_LEN,
              device: str = "cpu", intra_op_threads: int = 0, min_confidence: float = MIN_LINE_CONFIDENCE,
@@ -386,16 +395,18 @@ class TextReader:
                                      lines=self._recognize(detection)))
         return results
 
-    def read_gated(self, images: Sequence[Image.Image], *, threshold: float = DEFAULT_GATE_THRESHOLD,
+    def read_gated(self, images: Sequence[Image.Image], *, threshold: float | None = None,
                    hints: Sequence[bool] | None = None) -> list[OcrResult]:
         """Run the gate on every image, read (detect at full size and recognise) only those whose gate
-        score reaches `threshold` or whose `hints[i]` is true (tags or a caption suggest text:
-        `text_hint`). Every result carries the gate's score; skipped images come back with
-        `recognized=False` and no lines. Without a low-resolution gate, detection runs once per image."""
+        score reaches `threshold` (None: `default_threshold`) or whose `hints[i]` is true (tags or a
+        caption suggest text: `text_hint`). Every result carries the gate's score; skipped images come
+        back with `recognized=False` and no lines. Without a low-resolution gate, detection runs once
+        per image."""
         if hints is not None and len(hints) != len(images):
             raise PhotoindexError(
                 f"got {len(hints)} hints for {len(images)} images", code=ErrorCode.INVALID_REQUEST
             )
+        threshold = self.default_threshold if threshold is None else threshold
         results = []
         for i, image in enumerate(images):
             gated = self._detect(image, self._gate)

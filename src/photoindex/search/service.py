@@ -17,6 +17,7 @@ from photoindex.runtime import Runtime
 from photoindex.schemas import AssetInfo, CollectionInfo, SearchFilters, SearchHit
 from photoindex.search.fusion import rrf
 from photoindex.store import fulltext
+from photoindex.store.archives import hidden_asset_ids
 from photoindex.store.vectors import VectorSpace
 
 
@@ -36,7 +37,7 @@ def search_text(rt: Runtime, text: str, *, collection: str | None = None, k: int
     coll = rt.collection(collection)
     known = [rt.model_name(coll), *coll.options.get("extra_models", [])]
     if model is not None and model not in known:
-        raise PhotoindexError(f"collection {coll.name!r} has no vectors of {model}", code=ErrorCode.INVALID_REQUEST,
+        raise PhotoindexError(f"collection {coll.name!r} has no vectors of {model}", code=ErrorCode.NO_VECTORS,
                               hint=f"it has {', '.join(known)}; add one with `photoindex embed --model {model}`")
     image_model = rt.embedder(model or rt.model_name(coll))
     filters = _resolved(rt, coll, filters)
@@ -88,8 +89,9 @@ def _resolved(rt: Runtime, coll: CollectionInfo, filters: SearchFilters | None) 
 def _search(rt: Runtime, coll: CollectionInfo, model: Any, vector: np.ndarray, k: int,
             filters: SearchFilters | None, exclude: list[int] | None = None) -> list[tuple[int, float]]:
     space = VectorSpace(coll.id, coll.name, model.name, model.dim)
+    hidden = hidden_asset_ids(rt.catalog, coll.id).tolist()  # archived photos keep their vectors for undo
     return rt.index.search(space, vector, k, filters if filters and not filters.is_empty() else None,
-                           exclude=exclude or [])
+                           exclude=[*(exclude or []), *hidden])
 
 
 def search_similar(rt: Runtime, target: str | Path | int, *, collection: str | None = None, k: int = 20,
@@ -154,7 +156,7 @@ def _hits(rt: Runtime, pairs: list[tuple[int, float]], found_by: dict[int, list[
     hits = []
     for asset_id, score in pairs:
         asset = assets.get(asset_id)
-        if asset is None:  # deleted between index and catalog reads
+        if asset is None or asset.status != "active":  # deleted or archived meanwhile; words of archived photos
             continue
         live = [f.path for f in asset.files if not f.missing]
         path = live[0] if live else (asset.files[0].path if asset.files else None)

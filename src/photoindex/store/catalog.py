@@ -396,6 +396,9 @@ class Catalog:
                     ),
                     rows,
                 )
+                # content archived earlier that is back in the library (copied back by hand) is live again
+                s.execute(update(Asset).where(Asset.id.in_({ids[f.sha256] for f in files}),
+                                              Asset.status == "archived").values(status="active"))
             if vectors and vectors.by_sha256:
                 self._put_vectors(s, collection_id, vectors.model, vectors.revision,
                                   {ids[h]: v for h, v in vectors.by_sha256.items()})

@@ -4,6 +4,8 @@ connection over in `config.attributes["connection"]`; the `alembic` CLI works to
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+import photoindex.store.archive_models  # noqa: F401  (their tables, for autogenerate)
+import photoindex.store.hash_models  # noqa: F401
 from photoindex.store.models import Base
 
 config = context.config

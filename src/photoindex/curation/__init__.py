@@ -1,0 +1,1 @@
+"""Curation: duplicates, archive with undo, reports and clusters."""
