@@ -53,6 +53,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, photos: d
             if not key.startswith("PHOTOINDEX_TEST_"):
                 mp.delenv(key)
         mp.setenv("PHOTOINDEX_CONFIG", str(root / "absent.toml"))
+        mp.setenv("PHOTOINDEX_ENRICHERS", "")  # as the per-test isolation does: enrichment is opted into
         settings = api_settings(root / "home", models_dir, allowed_roots=[library])
     server = Server(settings).start()
     try:

@@ -39,6 +39,7 @@ def service_settings(home: Path, models_dir: Path, **overrides) -> Settings:
                 mp.delenv(key)
         mp.delenv("ML_INFERENCE_SERVICE_URL", raising=False)
         mp.setenv("PHOTOINDEX_CONFIG", str(home / "no-config.toml"))
+        mp.setenv("PHOTOINDEX_ENRICHERS", "")
         return Settings(home=home, model=MODEL, models_path=[models_dir], auto_pull=False, **overrides)
 
 
