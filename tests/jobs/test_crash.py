@@ -48,6 +48,7 @@ def base_env(tmp: Path, **extra: str) -> dict[str, str]:
     env.update({
         "PHOTOINDEX_MODELS_PATH": str(tmp / "models"), "PHOTOINDEX_MODEL": "tiny-clip",
         "PHOTOINDEX_AUTO_PULL": "false", "PHOTOINDEX_LEASE_S": "3", "PHOTOINDEX_REAP_INTERVAL_S": "0.5",
+        "PHOTOINDEX_ENRICHERS": "",  # crash safety of ingest itself; enrichment has its own tests
         "PHOTOINDEX_STALE_ENQUEUE_S": "2", "PHOTOINDEX_TASK_FILES": "50", "PHOTOINDEX_MAX_ATTEMPTS": "25",
         "PHOTOINDEX_WORKERS": "2", "PHOTOINDEX_RETRY_BASE_S": "0.2", "PYTHONUNBUFFERED": "1",
         "PHOTOINDEX_THUMBNAILS_PATH": str(tmp / "thumbs"),

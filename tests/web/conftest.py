@@ -84,7 +84,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, photos: dic
     build_library(library, photos)
     with pytest.MonkeyPatch.context() as mp:
         _clean_environment(mp, root)
-        settings = api_settings(root / "home", models_dir, allowed_roots=[library])
+        # no enrichment here (as in every test that does not opt in): test_enriched.py has its own server
+        settings = api_settings(root / "home", models_dir, allowed_roots=[library], enrichers=[])
     server = Server(settings).start()
     try:
         with server.client() as client:

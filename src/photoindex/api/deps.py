@@ -39,7 +39,12 @@ def job_urls(job_id: int) -> dict[str, str]:
 
 
 def job_out(job: dict[str, Any]) -> dict[str, Any]:
-    return {**job, "finished": job["status"] in FINISHED_JOB}
+    """A job for listings and event streams: a duplicate search's groups (thousands, megabytes) stay
+    behind GET /duplicates/report/{id}, which pages them; the count remains."""
+    report = job.get("report") or {}
+    if isinstance(report.get("groups"), list):
+        report = {**report, "groups": len(report["groups"])}
+    return {**job, "report": report, "finished": job["status"] in FINISHED_JOB}
 
 
 class Dispatcher:

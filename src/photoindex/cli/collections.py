@@ -50,6 +50,33 @@ def create(
 
 @app.command()
 @handle_errors
+def enrichers(
+    name: str = typer.Argument(..., help="The collection."),
+    names: list[str] = typer.Argument(None, help="Enrichers to run (objects tags ocr caption quality aesthetic "
+                                      "text); none: show them."),
+    default: bool = typer.Option(False, "--default", help="Follow the configuration's `enrichers` again."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Choose which enrichers run for one collection (e.g. OCR only for a scans collection)."""
+    from photoindex.enrich.loader import enabled
+
+    rt = runtime()
+    coll = rt.catalog.get_collection(name)
+    if default or names:
+        wanted = None if default else [n for part in names for n in part.split(",") if n]
+        if wanted is not None:
+            enabled(rt, coll, wanted)  # an unknown name is an error now, not a skipped run later
+        coll = rt.catalog.set_collection_options(name, enrichers=wanted)
+    current = enabled(rt, coll)
+    if as_json:
+        emit_json({"collection": name, "enrichers": current, "own": "enrichers" in coll.options})
+    else:
+        console.print(f"{name}: {', '.join(current) or 'none'}"
+                      + ("" if "enrichers" in coll.options else " (from the configuration)"))
+
+
+@app.command()
+@handle_errors
 def select(name: str, as_json: bool = JSON_OPTION) -> None:
     """Make NAME the collection that commands use by default."""
     info = runtime().catalog.select_collection(name)

@@ -99,6 +99,7 @@ class FileStages:
         self.seen_hashes: set[str] = set()
         self.out = FilesOutcome()
         self._noted_collection = False
+        self._embedded: dict[str, np.ndarray] = {}  # vectors this run computed, by content
 
     def run(self, paths: list[str]) -> FilesOutcome:
         if not paths:
@@ -163,7 +164,10 @@ class FileStages:
         model = self.model
         todo = [r for r in batch if isinstance(r, Prepared) and r.pixels is not None]
         if model is not None and todo:
-            vectors = self.rt.catalog.vectors_by_sha256([r.sha256 for r in todo], model.name, model.revision)
+            # the same content twice in one run (a copy in another batch) is embedded once
+            vectors = {r.sha256: self._embedded[r.sha256] for r in todo if r.sha256 in self._embedded}
+            vectors.update(self.rt.catalog.vectors_by_sha256([r.sha256 for r in todo if r.sha256 not in vectors],
+                                                             model.name, model.revision))
             reused = len({r.sha256 for r in todo} & vectors.keys())
             metrics.cache_total.labels("vector", "hit").inc(reused)
             metrics.cache_total.labels("vector", "miss").inc(len({r.sha256 for r in todo}) - reused)
@@ -176,6 +180,7 @@ class FileStages:
                     self.out.infer_s += elapsed
                     metrics.stage_seconds.labels("infer").observe(elapsed)
                 vectors.update({r.sha256: out[i] for i, r in enumerate(fresh)})
+                self._embedded.update({r.sha256: out[i] for i, r in enumerate(fresh)})
                 fresh_hashes = frozenset(r.sha256 for r in fresh)
         self._put(self.commit_q, _Embedded(batch, vectors, len(fresh_hashes), reused, fresh_hashes))
 

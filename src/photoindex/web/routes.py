@@ -20,6 +20,8 @@ from starlette.responses import Response
 from photoindex import __version__
 from photoindex.api.deps import API_PREFIX
 from photoindex.config import Settings
+from photoindex.curation.models import ALL_TIERS, TIER_HELP
+from photoindex.enrich.loader import ORDER as ENRICHERS
 from photoindex.web.staticfiles import StaticBundle
 
 CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
@@ -29,6 +31,10 @@ PAGE_HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-cache", "X-
 NAV = [("library", "/", "Library"), ("search", "/search", "Search"), ("jobs", "/jobs", "Jobs"),
        ("duplicates", "/duplicates", "Duplicates"), ("collections", "/collections", "Collections"),
        ("settings", "/settings", "Settings")]
+ENRICHER_HELP = {"objects": "objects with boxes (a detector)", "tags": "scene tags over the candidate labels",
+                 "ocr": "text in the photo", "caption": "a sentence about the photo",
+                 "quality": "sharpness, exposure and noise", "aesthetic": "an aesthetic score",
+                 "text": "sentence vectors of the words found, for search by meaning"}
 
 
 def _environment(bundle: StaticBundle) -> Environment:
@@ -68,7 +74,8 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.get("/duplicates", response_class=HTMLResponse)
     def duplicates(request: Request) -> HTMLResponse:
-        return page(request, "duplicates.html", "duplicates", "Duplicates")
+        return page(request, "duplicates.html", "duplicates", "Duplicates",
+                    tiers=[(tier, TIER_HELP[tier]) for tier in ALL_TIERS], archive_dir=settings.archive_dir_name)
 
     @router.get("/collections", response_class=HTMLResponse)
     def collections(request: Request) -> HTMLResponse:
@@ -76,7 +83,8 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.get("/settings", response_class=HTMLResponse)
     def settings_page(request: Request) -> HTMLResponse:
-        return page(request, "settings.html", "settings", "Settings")
+        return page(request, "settings.html", "settings", "Settings",
+                    enrichers=[(name, ENRICHER_HELP.get(name, "")) for name in ENRICHERS])
 
     @router.get("/static/{version}/{path:path}")
     def static(request: Request, version: str, path: str) -> Response:

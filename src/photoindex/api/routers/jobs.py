@@ -1,15 +1,17 @@
-"""Jobs: list, inspect, cancel / pause / resume, retry dead tasks, and a live progress stream (SSE)."""
+"""Jobs: list, inspect, their tasks (dead ones with reasons), cancel / pause / resume, retry dead tasks, and a
+live progress stream (SSE)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from photoindex.api.deps import API_PREFIX, get_rt, job_out, note_job
@@ -17,6 +19,7 @@ from photoindex.api.errors import INVALID_STATE, ApiError
 from photoindex.api.schemas import JobOut, JobStatus, RetryResult
 from photoindex.jobs.service import progress
 from photoindex.runtime import Runtime
+from photoindex.schemas import UtcDateTime
 from photoindex.store.jobs import FINISHED_JOB, JobStore
 
 router = APIRouter(prefix=f"{API_PREFIX}/jobs", tags=["jobs"])
@@ -34,6 +37,26 @@ SSE_EVENT = {
     },
 }
 KEEPALIVE_S = 15.0
+TaskStatus = Literal["queued", "leased", "done", "dead", "blocked", "cancelled"]
+
+
+class TaskError(BaseModel):
+    """Why a task's last attempt failed (the worker's traceback stays in the catalog and the logs)."""
+
+    code: str | None = None
+    type: str | None = None
+    message: str | None = None
+    attempt: int | None = None
+
+
+class TaskOut(BaseModel):
+    id: int
+    kind: str
+    status: str
+    attempts: int
+    max_attempts: int
+    last_error: TaskError | None = None
+    next_run_at: UtcDateTime | None = None
 
 
 @router.get("", response_model=list[JobOut], summary="Recent jobs, newest first")
@@ -46,6 +69,18 @@ def list_jobs(limit: int = Query(default=20, ge=1, le=500), status: JobStatus | 
 def get_job(request: Request, job_id: int = JOB_ID, rt: Runtime = Depends(get_rt)) -> dict[str, Any]:
     note_job(request, job_id)
     return job_out(progress(rt, job_id))
+
+
+@router.get("/{job_id}/tasks", response_model=list[TaskOut],
+            summary="A job's tasks, e.g. the dead ones (`status=dead`) with the reason of their last failure")
+def list_tasks(request: Request, job_id: int = JOB_ID, status: TaskStatus | None = Query(default=None),
+               limit: int = Query(default=100, ge=1, le=1000), rt: Runtime = Depends(get_rt)) -> list[TaskOut]:
+    note_job(request, job_id)
+    store = JobStore(rt.catalog)
+    store.get_job(job_id)  # 404 for an unknown job
+    return [TaskOut(**{k: t[k] for k in ("id", "kind", "status", "attempts", "max_attempts", "next_run_at")},
+                    last_error=TaskError.model_validate(t["last_error"]) if t["last_error"] else None)
+            for t in store.tasks(job_id, status=status, limit=limit)]
 
 
 def _transition(request: Request, rt: Runtime, job_id: int, verb: str) -> dict[str, Any]:
@@ -94,7 +129,9 @@ def _sse(event: str, data: dict[str, Any], event_id: int) -> bytes:
 
 
 def _fingerprint(state: dict[str, Any]) -> str:
-    return json.dumps({k: state.get(k) for k in ("status", "tasks", "files", "counts")}, sort_keys=True, default=str)
+    # the report too: jobs other than ingest (duplicate searches) write their progress there
+    return json.dumps({k: state.get(k) for k in ("status", "tasks", "files", "counts", "report")}, sort_keys=True,
+                      default=str)
 
 
 @router.get("/{job_id}/events", summary="Live progress as Server-Sent Events",

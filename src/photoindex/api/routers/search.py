@@ -47,12 +47,16 @@ async def search_image(
     date_to: DateTimeText | None = Query(default=None, description="Taken at or before (wall-clock time)"),
     camera: str | None = Query(default=None, max_length=255),
     path_prefix: str | None = Query(default=None, max_length=4096),
+    tags: list[str] = Query(default=[], max_length=20, description="Every one of these tags or object labels"),
+    has_text: bool | None = Query(default=None, description="OCR found text in the photo (or found none)"),
+    min_quality: float | None = Query(default=None, ge=0.0, le=1.0, description="Technical quality at least"),
 ) -> SearchResponse:
     rt: Runtime = request.app.state.rt
     coll = await run_in_threadpool(rt.collection, collection)
     model_name = rt.model_name(coll)
     model = await run_in_threadpool(rt.embedder, model_name)  # 503 before reading the body
-    filters = SearchFilters(date_from=date_from, date_to=date_to, camera=camera, path_prefix=path_prefix)
+    filters = SearchFilters(date_from=date_from, date_to=date_to, camera=camera, path_prefix=path_prefix,
+                            tags=[t for t in tags if t.strip()], has_text=has_text, min_quality=min_quality)
     dest = rt.settings.uploads_dir / ".queries" / uuid.uuid4().hex
     sink = MultipartSink(dest, max_bytes=min(rt.settings.upload_max_bytes, rt.settings.max_file_bytes), max_files=1)
     await sink.receive(request)

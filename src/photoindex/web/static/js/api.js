@@ -103,6 +103,7 @@ export async function request(method, path, { query, json, form, signal, key } =
 export const api = {
   get: (path, query, options = {}) => request("GET", path, { ...options, query }),
   post: (path, json, options = {}) => request("POST", path, { ...options, json }),
+  put: (path, json, options = {}) => request("PUT", path, { ...options, json }),
   upload: (path, form, query, options = {}) => request("POST", path, { ...options, form, query }),
   del: (path, options = {}) => request("DELETE", path, options),
 };

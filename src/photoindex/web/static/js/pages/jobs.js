@@ -1,17 +1,17 @@
 // Jobs: start an ingest (a folder on the server, or photos dropped here and uploaded), and follow
-// every unfinished job live over its event stream: files done, rate, time left, failures and their
-// reasons, dead tasks with a Retry button.
+// every unfinished job live over its event stream: progress, rate, time left, failures and their
+// reasons, dead tasks with a Retry button. Ingest, enrichment and duplicate-search jobs each describe
+// themselves (jobkinds.js).
 import { api, eventsUrl } from "../api.js";
 import { fillCollectionSelect } from "../collections-select.js";
-import { RateMeter, runningText } from "../progress.js";
-import { $, dropzone, formatBytes, formatDuration, formatInstant, h, isImage, plural, setStatus, showError,
-  startPage } from "../ui.js";
+import { FINISHED, kindOf } from "../jobkinds.js";
+import { RateMeter } from "../progress.js";
+import { $, dropzone, formatBytes, formatInstant, h, isImage, plural, setStatus, showError, startPage } from "../ui.js";
 
 const list = $("#jobs");
 const empty = $("#jobs-empty");
 const startStatus = $("#start-status");
 const collectionSelect = $("#ingest-collection");
-const FINISHED = new Set(["completed", "failed", "cancelled", "interrupted"]);
 const REFRESH_MS = 5000;
 const cards = new Map();  // job id -> {el, job, stream, meter, reported}
 
@@ -28,6 +28,7 @@ function card(job) {
       h("span", { class: "numbers" })),
     h("p", { class: "muted tasks" }),
     h("p", { class: "summary" }),
+    h("ul", { class: "notices muted", hidden: true }),
     h("details", { class: "failures", hidden: true }, h("summary", {}), h("ul", {})),
     h("div", { class: "actions" }));
   entry = { el, job, stream: null, meter: new RateMeter(), reported: false };
@@ -46,31 +47,6 @@ function place(entries) {
 function taskText(tasks) {
   const parts = Object.entries(tasks || {}).filter(([, n]) => n > 0).map(([status, n]) => `${n} ${status}`);
   return parts.length ? `Tasks: ${parts.join(", ")}` : "";
-}
-
-function elapsed(job) {
-  if (!job.started_at) return null;
-  const end = job.finished_at ? new Date(job.finished_at) : new Date();
-  return (end - new Date(job.started_at)) / 1000;
-}
-
-// Files a job has dealt with: live counts while it runs (the event stream's `files`), its report's
-// counts once it has finished (job listings carry those, not live counts).
-function filesOf(job) {
-  if (job.files && (job.files.total || !FINISHED.has(job.status))) return job.files;
-  const c = job.counts || {};
-  const done = (c.processed || 0) + (c.exact_duplicates || 0) + (c.failed || 0);
-  return { done, total: Math.max(done, (c.files_seen || 0) - (c.skipped_unchanged || 0)) };
-}
-
-function progressText(entry, job) {
-  const files = filesOf(job);
-  if (FINISHED.has(job.status)) {
-    const seconds = elapsed(job);
-    const seen = job.counts && job.counts.files_seen !== undefined ? job.counts.files_seen : files.done;
-    return `${plural(seen, "file")}${seconds !== null ? ` in ${formatDuration(seconds)}` : ""}`;
-  }
-  return runningText(files, entry.meter);
 }
 
 function button(label, onclick, cls = "") {
@@ -105,7 +81,9 @@ function actions(entry, job) {
 
 function update(entry, job) {
   entry.job = job;
-  if (job.files && !FINISHED.has(job.status)) entry.meter.add(job.files.done);
+  const kind = kindOf(job);
+  const done = kind.meter ? kind.meter(job) : null;
+  if (done !== null && !FINISHED.has(job.status)) entry.meter.add(done);
   const { el } = entry;
   el.dataset.status = job.status;
   const badge = el.querySelector(".status-badge");
@@ -113,16 +91,16 @@ function update(entry, job) {
   badge.dataset.status = job.status;
   el.querySelector(".when").textContent = job.finished_at ? `finished ${formatInstant(job.finished_at)}`
     : job.started_at ? `started ${formatInstant(job.started_at)}` : `queued ${formatInstant(job.created_at)}`;
-  el.querySelector(".roots").textContent = (job.params && job.params.roots ? job.params.roots.join(", ") : "");
+  el.querySelector(".roots").textContent = kind.scope(job);
   const bar = el.querySelector("progress");
-  const files = filesOf(job);
-  if (files.total > 0 || FINISHED.has(job.status)) {
-    bar.max = Math.max(1, files.total);
-    bar.value = FINISHED.has(job.status) && job.status === "completed" ? bar.max : files.done;
+  const progress = kind.progress(job, entry.meter);
+  if (progress.value !== undefined) {
+    bar.max = progress.max;
+    bar.value = progress.value;
   } else {
-    bar.removeAttribute("value");  // indeterminate while the scan counts files
+    bar.removeAttribute("value");  // indeterminate: nothing to count yet
   }
-  el.querySelector(".numbers").textContent = progressText(entry, job);
+  el.querySelector(".numbers").textContent = progress.text;
   el.querySelector(".tasks").textContent = taskText(job.tasks);
   // rebuilt only when they change, so a focused button keeps the focus while progress streams in
   const actionsKey = `${job.status}/${job.tasks ? job.tasks.dead || 0 : 0}`;
@@ -139,30 +117,20 @@ function update(entry, job) {
   }
 }
 
-// A finished ingest's report: what it did, and every file that failed with its reason (dead tasks
-// included: their files are listed as task_failed with the last error).
+// A finished job's report: what it did, notices, and everything that failed with its reason.
 async function report(entry) {
   const job = entry.job;
-  if (job.kind !== "ingest") return;
-  const status = await api.get(`/ingest/status/${job.id}`, { files_limit: 0 });
+  const { text, link, notices = [], failures = [] } = await kindOf(job).summary(job);
   const { el } = entry;
-  if (!status.result) {
-    el.querySelector(".summary").textContent = status.notice || "";
-    return;
-  }
-  const t = status.result.totals;
-  el.querySelector(".summary").textContent = [
-    `${t.processed} new`, t.exact_duplicates ? `${t.exact_duplicates} duplicates` : "",
-    t.skipped_unchanged ? `${t.skipped_unchanged} unchanged` : "", t.moved ? `${t.moved} moved` : "",
-    t.missing ? `${t.missing} missing` : "", `${t.failed} failed`,
-    t.embeddings_pending ? `${t.embeddings_pending} waiting for a model` : "",
-  ].filter(Boolean).join(" · ");
-  const failures = status.result.failed_files;
+  el.querySelector(".summary").replaceChildren(text || "", link ? " " : "", link || "");
+  const notes = el.querySelector(".notices");
+  notes.hidden = notices.length === 0;
+  notes.replaceChildren(...notices.map((n) => h("li", {}, n)));
   const box = el.querySelector(".failures");
   box.hidden = failures.length === 0;
   box.querySelector("summary").textContent = `${plural(failures.length, "failure")}`;
   box.querySelector("ul").replaceChildren(...failures.map((f) => h("li", {},
-    h("code", {}, f.path), " ", h("span", { class: "tag" }, f.code), " ", f.message)));
+    h("code", {}, f.what), " ", h("span", { class: "tag" }, f.code), " ", f.message)));
   if (failures.length && job.status !== "completed") box.open = true;
 }
 

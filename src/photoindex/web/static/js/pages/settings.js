@@ -1,5 +1,7 @@
-// Settings: the API key (kept in this browser), the server's state, and the models in use.
+// Settings: the API key (kept in this browser), the server's state, the models in use, the candidate
+// labels (changed at run time, no restart), and a button that starts enrichment as a job.
 import { api, getKey, keysRequired, setKey, validKey } from "../api.js";
+import { fillCollectionSelect } from "../collections-select.js";
 import { $, h, notice, plural, setStatus, showError, startPage } from "../ui.js";
 
 const status = $("#key-status");
@@ -34,10 +36,83 @@ async function models() {
     h("td", {}, plural(c.asset_count, "photo")))));
 }
 
+// -- candidate labels ---------------------------------------------------------------------------
+const labelsInput = $("#labels");
+const labelsStatus = $("#labels-status");
+const MAX_LABELS = 1000;
+
+const parseLabels = (text) => [...new Set(text.split("\n").map((l) => l.trim()).filter(Boolean))];
+
+function showLabels(labels) {
+  labelsInput.value = labels.join("\n");
+  labelsInput.dataset.saved = labelsInput.value;
+  countLabels();
+}
+
+function countLabels() {
+  $("#labels-count").textContent = `(${plural(parseLabels(labelsInput.value).length, "label")})`;
+}
+
+async function loadLabels() {
+  showLabels((await api.get("/settings/labels")).labels);
+}
+
+async function saveLabels(event) {
+  event.preventDefault();
+  const labels = parseLabels(labelsInput.value);
+  const tooLong = labels.find((l) => l.length > 128);
+  if (!labels.length || labels.length > MAX_LABELS || tooLong) {
+    setStatus(labelsStatus, tooLong ? `“${tooLong.slice(0, 40)}…” is longer than 128 characters.`
+      : `Give between 1 and ${MAX_LABELS} labels, one per line.`, "error");
+    return;
+  }
+  try {
+    const saved = await api.put("/settings/labels", { labels });
+    showLabels(saved.labels);
+    setStatus(labelsStatus, `Saved ${plural(saved.labels.length, "label")}. Workers use them from their next batch.`, "ok");
+  } catch (error) {
+    showError(error, labelsStatus);
+  }
+}
+
+// -- enrichment -----------------------------------------------------------------------------------
+const enrichStatus = $("#enrich-status");
+
+async function runEnrichment(event) {
+  event.preventDefault();
+  const form = event.target;
+  const only = [...form.querySelectorAll("input[name=only]:checked")].map((i) => i.value);
+  const body = {};
+  if ($("#enrich-collection").value) body.collection = $("#enrich-collection").value;
+  if (only.length) body.only = only;
+  setStatus(enrichStatus, "Starting…");
+  try {
+    const job = await api.post("/enrich", body);
+    enrichStatus.replaceChildren(`Job #${job.job_id} started: enrichment${only.length ? ` (${only.join(", ")})` : ""}. `,
+      h("a", { href: "/jobs" }, "Follow it on the Jobs page"), ".");
+    enrichStatus.dataset.kind = "ok";
+  } catch (error) {
+    showError(error, enrichStatus);
+  }
+}
+
 function refresh() {
   server().catch((error) => showError(error));
-  if (!keysRequired || getKey()) models().catch((error) => showError(error));
+  if (!keysRequired || getKey()) {
+    models().catch((error) => showError(error));
+    loadLabels().catch((error) => showError(error, labelsStatus));
+    fillCollectionSelect($("#enrich-collection"), "").catch((error) => showError(error, enrichStatus));
+  }
 }
+
+labelsInput.addEventListener("input", countLabels);
+$("#labels-form").addEventListener("submit", saveLabels);
+$("#labels-revert").addEventListener("click", () => {
+  labelsInput.value = labelsInput.dataset.saved || "";
+  countLabels();
+  setStatus(labelsStatus, "");
+});
+$("#enrich-form").addEventListener("submit", runEnrichment);
 
 startPage({ needsApi: false });
 function showSaved() {
