@@ -6,7 +6,15 @@ import typer
 from rich.table import Table
 
 from photoindex.cache.rebuild import import_cache
-from photoindex.cli.common import COLLECTION_OPTION, JSON_OPTION, console, emit_json, handle_errors, progress_bar, runtime
+from photoindex.cli.common import (
+    COLLECTION_OPTION,
+    JSON_OPTION,
+    console,
+    emit_json,
+    handle_errors,
+    progress_bar,
+    runtime,
+)
 from photoindex.enrich import loader
 from photoindex.enrich.runner import enrich_collection
 from photoindex.errors import ErrorCode, PhotoindexError

@@ -42,8 +42,9 @@ class Enricher(ABC):
     needs: ClassVar[frozenset[Needs]]
     region_kind: ClassVar[str | None] = None
     tag_source: ClassVar[str | None] = None
-    #: enrichers whose results feed this one's: when they change, this one runs again
+    #: enrichers whose results feed this one (they run first; when they change, this one runs again)
     depends_on: ClassVar[tuple[str, ...]] = ()
+    result_type: ClassVar[type[BaseModel]]
 
     model: str
     revision: str
@@ -72,11 +73,3 @@ class Enricher(ABC):
     def parse(cls, payload: dict[str, Any]) -> BaseModel:
         """A cached result back as the enricher's result type."""
         return cls.result_type.model_validate(payload)
-
-    result_type: ClassVar[type[BaseModel]]
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "model": self.model, "revision": self.revision, "needs": sorted(self.needs),
-                "batch_size": self.batch_size, "device": self.device,
-                "writes": [w for w in (self.region_kind and f"regions:{self.region_kind}",
-                                       self.tag_source and f"tags:{self.tag_source}") if w]}

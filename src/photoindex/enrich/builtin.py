@@ -119,7 +119,7 @@ class OcrEnricher(Enricher):
     needs = frozenset({Needs.IMAGE})
     region_kind = "text"
     result_type = OcrResult
-    depends_on = ("objects", "tags")
+    depends_on = ("objects", "tags")  # their labels are the gate's hints
 
     def __init__(self, reader: Any, *, threshold: float, batch_size: int = 8) -> None:
         self.reader, self.threshold, self.batch_size = reader, threshold, batch_size

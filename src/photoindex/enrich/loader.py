@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from photoindex.config import Settings
 from photoindex.enrich.base import Enricher
 from photoindex.enrich.builtin import (
     AestheticEnricher,
@@ -21,7 +22,6 @@ from photoindex.enrich.builtin import (
     TextEnricher,
 )
 from photoindex.errors import ErrorCode, ModelError, PhotoindexError
-from photoindex.config import Settings
 from photoindex.ml.registry import ModelRegistry
 from photoindex.ml.session import default_providers
 from photoindex.runtime import Runtime

@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from photoindex.ingest.stages import Progress
 
 CHUNK = 32
-#: enrichers whose results are words a photo can be found by
-TEXT_SOURCES = ("objects", "tags", "ocr", "caption")
 
 
 class EnricherStats(BaseModel):
@@ -76,7 +74,7 @@ class _Run:
                 continue
             todo = [a for a in ids if a in pending[e.name]] if e.name not in self.stopped else []
             done = self._apply(e, self._items(e, todo, sha, images)) if todo else []
-            if e.name in TEXT_SOURCES:
+            if e.name in TextEnricher.depends_on:  # its results are words a photo can be found by
                 worded.update(done)
         if worded:
             self._refresh_texts(sorted(worded))
