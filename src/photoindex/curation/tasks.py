@@ -9,14 +9,13 @@ make the second run cheap.
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from photoindex.curation.duplicates import find_duplicates
 from photoindex.curation.models import DuplicateParams, DuplicateProgress, DuplicateReport
 from photoindex.errors import CatalogError, ErrorCode
-from photoindex.ingest.stages import NullProgress, Progress
+from photoindex.ingest.stages import Progress
+from photoindex.jobs.progress import JobProgress
 from photoindex.jobs.worker import handler
 from photoindex.runtime import Runtime
 from photoindex.store.jobs import FINISHED_JOB, ClaimedTask, JobStore, TaskSpec
@@ -27,38 +26,6 @@ if TYPE_CHECKING:
 
 JOB_KIND = "duplicates"
 FIND = "duplicates.find"
-SAVE_EVERY_S = 0.5
-
-
-class JobProgress:
-    """A Progress that also keeps the job's report up to date (at most every SAVE_EVERY_S seconds),
-    so that GET /duplicates/report/{id} shows progress from any process; the inner one is the
-    worker's (a Rich bar in the CLI)."""
-
-    def __init__(self, jobs: JobStore, job_id: int, inner: Progress | None = None) -> None:
-        self.jobs, self.job_id, self.inner = jobs, job_id, inner or NullProgress()
-        self.state = DuplicateProgress(phase="starting")
-        self._saved = 0.0
-        self._lock = threading.Lock()  # hashing threads report from a pool
-
-    def phase(self, description: str, total: int | None) -> None:
-        self.inner.phase(description, total)
-        with self._lock:
-            self.state = DuplicateProgress(phase=description, done=0, total=total)
-        self._save(force=True)
-
-    def advance(self, n: int = 1) -> None:
-        self.inner.advance(n)
-        with self._lock:
-            self.state.done += n
-        self._save()
-
-    def _save(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._saved < SAVE_EVERY_S:
-            return
-        self._saved = now
-        self.jobs.set_job(self.job_id, report={"progress": self.state.model_dump(mode="json")})
 
 
 def submit_find(rt: Runtime, collection: str | None = None, params: DuplicateParams | None = None, *,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from photoindex.enrich.runner import enrich_collection
+from photoindex.jobs.progress import JobProgress
 from photoindex.jobs.worker import handler
 from photoindex.runtime import Runtime
 from photoindex.store.jobs import ClaimedTask, JobStore, TaskSpec
@@ -31,7 +32,8 @@ def submit_enrich(rt: Runtime, *, collection: str | None = None, only: list[str]
 @handler(RUN)
 def run_enrich(worker: Worker, task: ClaimedTask) -> dict[str, Any]:
     rt, p = worker.rt, task.payload
-    report = enrich_collection(rt, rt.collection(p["collection"]), only=p.get("only"), progress=worker.progress)
+    progress = JobProgress(worker.jobs, task.job_id, worker.progress)
+    report = enrich_collection(rt, rt.collection(p["collection"]), only=p.get("only"), progress=progress)
     worker.jobs.set_job(task.job_id, report=report.model_dump(mode="json"),
                         counts={name: st.computed + st.cached for name, st in report.enrichers.items()})
     return report.model_dump(mode="json")
