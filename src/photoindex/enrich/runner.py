@@ -60,6 +60,10 @@ class _Run:
         self.rt, self.coll, self.enrichers, self.report = rt, coll, enrichers, report
         self.image_model = rt.model_name(coll)
         self.stopped: set[str] = set()
+        # what the cache held for each enricher when the run began: content it has never seen is not
+        # looked up chunk after chunk (what this run writes it computed itself)
+        self.cached_keys = {e.name: rt.result_cache.keys(e.name, model=e.model, revision=e.revision)
+                            for e in enrichers}
         for e in enrichers:
             report.enrichers[e.name] = EnricherStats(model=e.model, revision=e.revision)
 
@@ -109,7 +113,8 @@ class _Run:
             return []
         stats = self.report.enrichers[e.name]
         keys = {it.asset_id: e.cache_key(it) for it in items}
-        hits = self.rt.result_cache.latest(e.name, model=e.model, revision=e.revision, keys=set(keys.values()))
+        wanted = set(keys.values()) & self.cached_keys[e.name]
+        hits = self.rt.result_cache.latest(e.name, model=e.model, revision=e.revision, keys=wanted) if wanted else {}
         results: dict[int, BaseModel] = {}
         for it in items:
             row = hits.get(keys[it.asset_id])

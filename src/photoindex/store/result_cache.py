@@ -302,6 +302,27 @@ class ResultCache:
             return None
         return pa.Table.from_pylist(rows, schema=SCHEMA) if rows else None
 
+    def keys(self, kind: str, *, model: str, revision: str) -> set[str]:
+        """Keys with rows from this model revision (reads only the key columns): lets a run skip
+        lookups for content the cache has never seen."""
+        out: set[str] = set()
+        info = self.manifest().kinds.get(kind)
+        if info is None:
+            return out
+        columns = ["key", "model", "revision"]
+        for part in info.parts:
+            if part.state != "complete" or (part.models and model not in part.models):
+                continue
+            table = pq.read_table(self.root / kind / part.file, columns=columns)
+            mask = pc.and_(pc.equal(table["model"], model), pc.equal(table["revision"], revision))
+            out.update(table.filter(mask)["key"].to_pylist())
+        for diff in info.diffs:
+            table = self._read_diff(self.root / kind / diff)
+            if table is not None:
+                mask = pc.and_(pc.equal(table["model"], model), pc.equal(table["revision"], revision))
+                out.update(table.filter(mask)["key"].to_pylist())
+        return out
+
     def latest(self, kind: str, *, model: str | None = None, revision: str | None = None,
                keys: Iterable[str] | None = None) -> dict[str, CacheRow]:
         """The newest row per key (for `model`/`revision` when given); keys whose newest row is a drop
