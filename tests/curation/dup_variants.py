@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import piexif
 from PIL import Image
+from support.library import exif_bytes
 
 # the tier that explains a variant's link to its original (and to the other variants of its family)
 VARIANTS: dict[str, str] = {
@@ -42,23 +43,6 @@ class Item:
     family: str | None  # duplicate family (base photo), None for bursts and distinct photos
     variant: str  # "original", a VARIANTS key, "frame<n>" or "distinct"
     burst: str | None = None
-
-
-def exif_bytes(make: str | None, model: str | None, taken: datetime | None, *, description: str | None = None,
-               subsec: str | None = None) -> bytes:
-    zeroth: dict = {}
-    exif: dict = {}
-    if make:
-        zeroth[piexif.ImageIFD.Make] = make.encode()
-    if model:
-        zeroth[piexif.ImageIFD.Model] = model.encode()
-    if description:
-        zeroth[piexif.ImageIFD.ImageDescription] = description.encode()
-    if taken:
-        exif[piexif.ExifIFD.DateTimeOriginal] = taken.strftime("%Y:%m:%d %H:%M:%S").encode()
-    if subsec:
-        exif[piexif.ExifIFD.SubSecTimeOriginal] = subsec.encode()
-    return piexif.dump({"0th": zeroth, "Exif": exif})
 
 
 def save_jpeg(img: Image.Image, path: Path, quality: int, exif: bytes | None) -> None:

@@ -22,21 +22,31 @@ def skimage_photos() -> dict[str, Image.Image]:
     }
 
 
-def jpeg_bytes(img: Image.Image, *, taken: datetime | None = None, make: str | None = None,
-               model: str | None = None, offset: str | None = None, quality: int = 90) -> bytes:
+def exif_bytes(make: str | None = None, model: str | None = None, taken: datetime | None = None, *,
+               offset: str | None = None, description: str | None = None, subsec: str | None = None) -> bytes:
+    """An EXIF payload (piexif) with the fields given; b"" when none is."""
     zeroth: dict = {}
     exif_ifd: dict = {}
     if make:
         zeroth[piexif.ImageIFD.Make] = make.encode()
     if model:
         zeroth[piexif.ImageIFD.Model] = model.encode()
+    if description:
+        zeroth[piexif.ImageIFD.ImageDescription] = description.encode()
     if taken:
         exif_ifd[piexif.ExifIFD.DateTimeOriginal] = taken.strftime("%Y:%m:%d %H:%M:%S").encode()
     if offset:
         exif_ifd[piexif.ExifIFD.OffsetTimeOriginal] = offset.encode()
+    if subsec:
+        exif_ifd[piexif.ExifIFD.SubSecTimeOriginal] = subsec.encode()
+    return piexif.dump({"0th": zeroth, "Exif": exif_ifd}) if (zeroth or exif_ifd) else b""
+
+
+def jpeg_bytes(img: Image.Image, *, taken: datetime | None = None, make: str | None = None,
+               model: str | None = None, offset: str | None = None, quality: int = 90) -> bytes:
     buf = io.BytesIO()
-    kwargs = {"exif": piexif.dump({"0th": zeroth, "Exif": exif_ifd})} if (zeroth or exif_ifd) else {}
-    img.convert("RGB").save(buf, "JPEG", quality=quality, **kwargs)
+    exif = exif_bytes(make, model, taken, offset=offset)
+    img.convert("RGB").save(buf, "JPEG", quality=quality, **({"exif": exif} if exif else {}))
     return buf.getvalue()
 
 
