@@ -20,12 +20,13 @@ from pydantic import BaseModel, Field
 from photoindex.cache.observe import ASSETS, COLLECTIONS, EMBEDDING, FILES
 from photoindex.enrich.builtin import ENRICHER_TYPES, TextEnricher, compose_text, put_words, words_of
 from photoindex.errors import CatalogError, ErrorCode
+from photoindex.ingest.embed import sync_index
 from photoindex.runtime import Runtime
 from photoindex.schemas import CollectionInfo, ExifInfo
 from photoindex.store import enrichments as store
 from photoindex.store.catalog import FileRecord, NewAsset
 from photoindex.store.enrichments import Target
-from photoindex.store.vectors import VectorRecord, VectorSpace
+from photoindex.store.vectors import VectorSpace
 
 if TYPE_CHECKING:
     from photoindex.ingest.stages import Progress
@@ -152,12 +153,6 @@ def _enrichments(rt: Runtime, coll: CollectionInfo, ids: dict[str, int], report:
 
 
 def _index(rt: Runtime, coll: CollectionInfo, model: str, vectors: dict[int, np.ndarray]) -> None:
-    """Backends with their own copy (Qdrant) get the vectors; the exact index reads the catalog."""
-    if not vectors or not rt.index.stores_vectors:
-        return
-    from photoindex.store.vectors import payload_for
-
-    dim = int(next(iter(vectors.values())).shape[0])
-    assets = rt.catalog.get_assets(sorted(vectors))
-    rt.index.upsert(VectorSpace(coll.id, coll.name, model, dim),
-                    [VectorRecord(a, v, payload_for(assets[a])) for a, v in vectors.items() if a in assets])
+    if vectors:
+        dim = int(next(iter(vectors.values())).shape[0])
+        sync_index(rt, VectorSpace(coll.id, coll.name, model, dim), vectors)

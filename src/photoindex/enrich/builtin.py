@@ -113,7 +113,7 @@ class TagsEnricher(Enricher):
 
 class OcrEnricher(Enricher):
     """Text detection on every photo; recognition only where the detector is confident enough or the
-    photo's tags suggest text (the gate). `gated` counts the photos the gate spared."""
+    photo's tags suggest text (the gate); a result with `recognized` False is a photo it spared."""
 
     name = "ocr"
     needs = frozenset({Needs.IMAGE})
@@ -125,15 +125,12 @@ class OcrEnricher(Enricher):
         self.reader, self.threshold, self.batch_size = reader, threshold, batch_size
         self.model = reader.name
         self.revision = f"{reader.revision}-{reader.max_side_len}-{reader.gate_side_len}-{threshold:g}"
-        self.gated = 0
 
     def run(self, items: list[Item]) -> list[BaseModel]:
         from photoindex.ml.ocr import text_hint
 
         hints = [text_hint(it.tags) for it in items]
-        results = self.reader.read_gated([it.image for it in items], threshold=self.threshold, hints=hints)
-        self.gated += sum(not r.recognized for r in results)
-        return results
+        return self.reader.read_gated([it.image for it in items], threshold=self.threshold, hints=hints)
 
     @classmethod
     def write_for(cls, asset_id: int, result: BaseModel) -> EnrichmentWrite:

@@ -183,7 +183,7 @@ class _Run:
                        if isinstance(r, TextEmbeddingResult) and r.vector is not None}
             if vectors:
                 self.rt.catalog.put_vectors(self.coll.id, e.model, e.revision, vectors)
-                sync_index(self.rt, self.coll, e.embedder, vectors)
+                sync_index(self.rt, self.rt.space(self.coll, e.embedder), vectors)
         if e.name == "ocr":
             self.report.ocr_gate_skipped += sum(
                 1 for a in computed if not getattr(computed[a], "recognized", True))

@@ -18,19 +18,17 @@ from photoindex.media.thumbnails import thumbnail_path, write_thumbnails
 from photoindex.ml.clip import ImageTextEmbedder
 from photoindex.ml.preprocess import fit_image
 from photoindex.schemas import CollectionInfo
-from photoindex.store.vectors import VectorRecord, payload_for
+from photoindex.store.vectors import VectorRecord, VectorSpace, payload_for
 
 if TYPE_CHECKING:
     from photoindex.ingest.stages import Progress
     from photoindex.runtime import Runtime
 
 
-def sync_index(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder, vectors: dict[int, np.ndarray],
-               touched: Sequence[int] = ()) -> None:
-    """Tell the vector index about new vectors (and, for backends with their own copy, about assets
-    whose paths changed, since filters read paths from the payload)."""
+def sync_index(rt: Runtime, space: VectorSpace, vectors: dict[int, np.ndarray], touched: Sequence[int] = ()) -> None:
+    """Tell the vector index about new vectors of one space (and, for backends with their own copy,
+    about assets whose paths changed, since filters read paths from the payload)."""
     index = rt.index
-    space = rt.space(coll, model)
     if not index.stores_vectors:
         index.upsert(space, [VectorRecord(a, v) for a, v in vectors.items()])
         return
@@ -42,7 +40,7 @@ def sync_index(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder, vect
     for asset_id in sorted(ids):
         vec = vectors.get(asset_id)
         if vec is None:
-            vec = rt.catalog.get_vector(asset_id, model.name)
+            vec = rt.catalog.get_vector(asset_id, space.model)
         if vec is not None and asset_id in assets:
             records.append(VectorRecord(asset_id, vec, payload_for(assets[asset_id])))
     index.upsert(space, records)
@@ -72,7 +70,7 @@ def embed_pending(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder, p
                 observe.vectors(rt.result_cache, model.name, model.revision,
                                 {hashes[a]: v for a, v in vectors.items()})
                 rt.catalog.put_vectors(coll.id, model.name, model.revision, vectors)
-                sync_index(rt, coll, model, vectors)
+                sync_index(rt, rt.space(coll, model), vectors)
                 done += len(ready)
             progress.advance(len(chunk))
     return done
@@ -88,7 +86,7 @@ def _from_cache(rt: Runtime, coll: CollectionInfo, model: ImageTextEmbedder, tod
     vectors = {by_sha[h]: row.vector for h, row in rows.items() if row.vector is not None}
     if vectors:
         rt.catalog.put_vectors(coll.id, model.name, model.revision, vectors)
-        sync_index(rt, coll, model, vectors)
+        sync_index(rt, rt.space(coll, model), vectors)
     return len(vectors)
 
 

@@ -214,7 +214,7 @@ class FileStages:
                     self.out.linked_assets.append(ids[r.sha256])
             self.seen_hashes.add(r.sha256)
         if model is not None:
-            sync_index(self.rt, self.coll, model, {ids[h]: v for h, v in vectors.items()},
+            sync_index(self.rt, self.rt.space(self.coll, model), {ids[h]: v for h, v in vectors.items()},
                        touched=[ids[r.sha256] for r in items if isinstance(r, Known)])
         # counted once committed: vectors of a batch that never reached the catalog were not delivered
         self.out.embedded += sum(part.computed for part in parts)
