@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,21 @@ def _clean_environment(mp: pytest.MonkeyPatch, root: Path) -> None:
     mp.setenv("HF_HUB_OFFLINE", "1")
 
 
+@contextmanager
+def served_library(root: Path, library: Path, models_dir: Path) -> Iterator[Server]:
+    """A server (without enrichment: tests that want it start their own) with `library` ingested."""
+    with pytest.MonkeyPatch.context() as mp:
+        _clean_environment(mp, root)
+        settings = api_settings(root / "home", models_dir, allowed_roots=[library], enrichers=[])
+    server = Server(settings).start()
+    try:
+        with server.client() as client:
+            ingest_library(client, library)
+        yield server
+    finally:
+        server.stop()
+
+
 class Site:
     """A server with the test library ingested, shared by a module's tests."""
 
@@ -82,17 +98,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, photos: dic
     root = tmp_path_factory.mktemp("site")
     library = root / "library"
     build_library(library, photos)
-    with pytest.MonkeyPatch.context() as mp:
-        _clean_environment(mp, root)
-        # no enrichment here (as in every test that does not opt in): test_enriched.py has its own server
-        settings = api_settings(root / "home", models_dir, allowed_roots=[library], enrichers=[])
-    server = Server(settings).start()
-    try:
-        with server.client() as client:
-            ingest_library(client, library)
+    with served_library(root, library, models_dir) as server:
         yield Site(server, library)
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from api.helpers import Server, api_settings, ingest_library
+from api.helpers import Server
 from PIL import Image
 from support.library import jpeg_bytes
 
-from .conftest import _clean_environment
+from .conftest import served_library
 from .test_pages import images_loaded
 
 COPY = "trips/cat copy.jpg"  # the same bytes as home/cat.jpg, written later
@@ -64,16 +64,8 @@ def dups(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, photos: dic
     (library / COPY).write_bytes((library / "home/cat.jpg").read_bytes())
     st = (library / "home/cat.jpg").stat()
     os.utime(library / COPY, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
-    with pytest.MonkeyPatch.context() as mp:
-        _clean_environment(mp, root)
-        settings = api_settings(root / "home", models_dir, allowed_roots=[library], enrichers=[])
-    server = Server(settings).start()
-    try:
-        with server.client() as client:
-            ingest_library(client, library)
+    with served_library(root, library, models_dir) as server:
         yield Library(server, library)
-    finally:
-        server.stop()
 
 
 def group(page: Any, tier: str) -> Any:
