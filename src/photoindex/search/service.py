@@ -42,7 +42,7 @@ def search_text(rt: Runtime, text: str, *, collection: str | None = None, k: int
     image_model = rt.embedder(model or rt.model_name(coll))
     filters = _resolved(rt, coll, filters)
     vector = image_model.embed_texts([text])[0]
-    if mode == "image" or not _has_words(rt, coll):
+    if mode == "image" or not rt.catalog.has_texts(coll.id):
         return rank(rt, coll, image_model, vector, k, filters)
     depth = max(3 * k, 100)
     allowed = rt.catalog.filter_asset_ids(coll.id, filters) if filters is not None and not filters.is_empty() else None
@@ -61,10 +61,6 @@ def search_text(rt: Runtime, text: str, *, collection: str | None = None, k: int
     fused = rrf(rankings, limit=k)
     found_by = {a: [src for src, ranked in zip(sources, rankings, strict=True) if a in ranked] for a, _ in fused}
     return _hits(rt, fused, found_by)
-
-
-def _has_words(rt: Runtime, coll: CollectionInfo) -> bool:
-    return rt.catalog.count_texts(coll.id) > 0
 
 
 def _words_model(rt: Runtime, coll: CollectionInfo) -> Any:

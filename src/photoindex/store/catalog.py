@@ -504,11 +504,12 @@ class Catalog:
             blob = s.scalar(select(Embedding.vector).where(Embedding.asset_id == asset_id, Embedding.model == model))
         return None if blob is None else np.frombuffer(blob, dtype="<f4").copy()
 
-    def count_texts(self, collection_id: int) -> int:
-        """Assets with searchable words (captions, OCR text, tags)."""
+    def has_texts(self, collection_id: int) -> bool:
+        """Whether any asset has searchable words (captions, OCR text, tags): one index probe, since
+        every text search asks."""
         with self.session() as s:
-            return s.scalar(select(func.count()).select_from(AssetText).where(
-                AssetText.collection_id == collection_id)) or 0
+            first = s.scalar(select(AssetText.asset_id).where(AssetText.collection_id == collection_id).limit(1))
+        return first is not None
 
     def get_vectors(self, asset_ids: Sequence[int], model: str) -> dict[int, np.ndarray]:
         out: dict[int, np.ndarray] = {}
