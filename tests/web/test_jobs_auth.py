@@ -76,6 +76,9 @@ def test_key_ingest_upload_and_live_progress(start_server: Callable[..., Server]
         # a wrong key is refused (the browser logs the 401 of that check: expected here)
         t.allow(r"status of 401")
         t.page.get_by_role("link", name="Enter it in Settings").click()
+        # the page's module has taken over the form once it says what is saved (else Enter would
+        # submit the bare form)
+        t.page.locator("#key-status").get_by_text("No key saved yet.").wait_for()
         t.page.fill("#api-key", "pix_not-the-key")
         t.page.press("#api-key", "Enter")
         t.page.locator("#key-status").get_by_text("The server refused this key").wait_for()
